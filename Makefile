@@ -1,0 +1,163 @@
+# orderd — one non-recursive Makefile.
+#
+#   make            build build/orderd
+#   make run        install missing packages, build, run on 127.0.0.1:8080 (db in ./var/)
+#   make test       install missing packages, build, run every suite
+#                   (unit + integration under ASan/UBSan, threaded tests under TSan)
+#   make install    DESTDIR/PREFIX honoured
+#
+# Sanitizer flavours are the same sources built into their own directory:
+#   make O=build/asan SAN=address,undefined
+#   make O=build/tsan SAN=thread
+
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+BINDIR    ?= $(PREFIX)/bin
+MANDIR    ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UNITDIR   ?= /lib/systemd/system
+SYSUSERSDIR ?= /usr/lib/sysusers.d
+TMPFILESDIR ?= /usr/lib/tmpfiles.d
+
+O   ?= build
+SAN ?=
+
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+# --- dependencies: the one place that knows which Debian packages we need ---
+DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libsqlite3-dev \
+             libjansson-dev libuv1-dev libinih-dev libgnutls28-dev check
+DEB_TEST  := curl sqlite3 clang libclang-rt-14-dev systemd util-linux procps \
+             prometheus prometheus-alertmanager
+DEB_BENCH := wrk nginx-light
+
+PKGS := libmicrohttpd sqlite3 jansson libuv inih gnutls
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wformat=2 -Wno-format-nonliteral
+CPPFLAGS_ALL := -Iinclude -D_GNU_SOURCE -DORDERD_VERSION='"$(VERSION)"' \
+        $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+CFLAGS_ALL := -std=c11 $(WARN) -pthread -fno-omit-frame-pointer $(CFLAGS)
+LDLIBS_ALL := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
+
+ifneq ($(SAN),)
+CFLAGS_ALL += -fsanitize=$(SAN) -fno-sanitize-recover=all -O1
+LDLIBS_ALL += -fsanitize=$(SAN)
+endif
+
+SRCS      := $(wildcard src/*.c)
+LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
+LIB_OBJS  := $(LIB_SRCS:src/%.c=$(O)/obj/%.o)
+MAIN_OBJ  := $(O)/obj/main.o
+UNIT_SRCS := $(wildcard tests/unit/*.c)
+UNIT_OBJS := $(UNIT_SRCS:tests/unit/%.c=$(O)/obj/tests/%.o)
+
+.PHONY: all run test unit integration test-asan test-tsan test-static bench fuzz \
+        install uninstall clean deps deps-test deps-bench format lint
+
+all: $(O)/orderd
+
+$(O)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(O)/obj/tests/%.o: tests/unit/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(O)/orderd: $(LIB_OBJS) $(MAIN_OBJ)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(O)/unit-tests: $(LIB_OBJS) $(UNIT_OBJS)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(CHECK_LIBS) $(LDLIBS_ALL)
+
+-include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(UNIT_OBJS:.o=.d)
+
+# --- packages -------------------------------------------------------------
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+define apt_install_missing
+	@missing=""; for p in $(1); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+endef
+
+deps:
+	$(call apt_install_missing,$(DEB_BUILD))
+deps-test: deps
+	$(call apt_install_missing,$(DEB_TEST))
+deps-bench: deps
+	$(call apt_install_missing,$(DEB_BENCH))
+
+# --- run ------------------------------------------------------------------
+run: deps
+	$(MAKE) all
+	@mkdir -p var
+	ORDERD_STORAGE_PATH=var/orderd.db ORDERD_LOG_FORMAT=text \
+	  ./$(O)/orderd -c etc/orderd/dev.conf
+
+# --- tests ----------------------------------------------------------------
+# unit: check suites; integration: the real binary driven by curl.
+unit: $(O)/unit-tests
+	CK_FORK=yes ./$(O)/unit-tests
+
+integration: $(O)/orderd
+	ORDERD_BIN=$(abspath $(O)/orderd) tests/integration/run.sh
+
+test: deps-test
+	$(MAKE) test-static
+	$(MAKE) O=build/asan SAN=address,undefined unit integration
+	$(MAKE) O=build/tsan SAN=thread unit
+	$(MAKE) O=build/tsan SAN=thread TEST_FILTER=threaded integration
+	$(MAKE) all
+	ORDERD_BIN=$(abspath build/orderd) tests/crash/run.sh
+	ORDERD_BIN=$(abspath build/orderd) tests/ops/run.sh
+	@echo "make test: all suites passed"
+
+# static checks of the files an operator installs
+test-static: all
+	tests/ops/static.sh
+
+bench: deps-bench all
+	bench/run.sh
+
+fuzz:
+	tests/fuzz/run.sh
+
+# --- install ----------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/orderd \
+	  $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+	  $(DESTDIR)$(SYSUSERSDIR) $(DESTDIR)$(TMPFILESDIR)
+	install -m 0755 $(O)/orderd $(DESTDIR)$(BINDIR)/orderd
+	sed 's|@BINDIR@|$(BINDIR)|g' systemd/orderd.service > $(DESTDIR)$(UNITDIR)/orderd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/orderd.service
+	install -m 0644 systemd/orderd.sysusers $(DESTDIR)$(SYSUSERSDIR)/orderd.conf
+	install -m 0644 systemd/orderd.tmpfiles $(DESTDIR)$(TMPFILESDIR)/orderd.conf
+	[ -e $(DESTDIR)$(SYSCONFDIR)/orderd/orderd.conf ] || \
+	  install -m 0640 etc/orderd/orderd.conf $(DESTDIR)$(SYSCONFDIR)/orderd/orderd.conf
+	install -m 0644 docs/orderd.8 $(DESTDIR)$(MANDIR)/man8/orderd.8
+	install -m 0644 docs/orderd.conf.5 $(DESTDIR)$(MANDIR)/man5/orderd.conf.5
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/orderd $(DESTDIR)$(UNITDIR)/orderd.service \
+	  $(DESTDIR)$(SYSUSERSDIR)/orderd.conf $(DESTDIR)$(TMPFILESDIR)/orderd.conf \
+	  $(DESTDIR)$(MANDIR)/man8/orderd.8 $(DESTDIR)$(MANDIR)/man5/orderd.conf.5
+	@echo "kept $(DESTDIR)$(SYSCONFDIR)/orderd/ and /var/lib/orderd (your config and data)"
+
+format:
+	clang-format -i src/*.c include/*.h tests/unit/*.c
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	  --inline-suppr -Iinclude src
+
+clean:
+	rm -rf build

@@ -1,0 +1,54 @@
+/*
+ * bounds.h — every fixed limit of orderd in one place.
+ *
+ * Limits an operator may want to change are config keys (see config.h); the
+ * ones here are structural: sizes of identifiers, batch sizes, caps that keep
+ * memory bounded whatever a client sends.
+ */
+#ifndef ORDERD_BOUNDS_H
+#define ORDERD_BOUNDS_H
+
+/* Order validation (SPEC "Validation"). */
+#define ORDER_CUSTOMER_ID_MAX 64   /* characters, printable */
+#define ORDER_ITEMS_MAX 100        /* entries in "items" */
+#define ORDER_ITEM_NAME_MAX 128    /* characters */
+#define ORDER_QUANTITY_MIN 1
+#define ORDER_QUANTITY_MAX 10000
+#define ORDER_JSON_DEPTH_MAX 8      /* nesting deeper than this is rejected */
+#define ORDER_FIELD_ERRORS_MAX 16   /* errors reported per request */
+
+/* Identifiers. */
+#define ID_ULID_LEN 26              /* Crockford base32 ULID */
+#define TRACE_ID_HEX_LEN 32
+#define SPAN_ID_HEX_LEN 16
+#define TRACEPARENT_LEN 55          /* "00-" 32 "-" 16 "-" 2 */
+#define REQUEST_ID_MAX 64           /* an incoming X-Request-Id longer than this is replaced */
+#define IDEMPOTENCY_KEY_MAX 255
+
+/* HTTP. */
+#define HTTP_HEADER_BYTES_MAX (16 * 1024) /* per connection memory for headers */
+#define HTTP_DRAIN_TIMEOUT_MS 10000       /* SIGTERM: wait this long for in-flight requests */
+#define HTTP_RETRY_AFTER_S 1              /* Retry-After on 503 */
+#define HTTP_LIST_LIMIT_DEFAULT 50
+#define HTTP_LIST_LIMIT_MAX 500
+
+/* Group commit. */
+#define COMMIT_BATCH_MAX 256        /* orders in one transaction */
+#define COMMIT_BACKLOG_MAX 8192     /* orders waiting for the committer */
+
+/* Storage. */
+#define STORE_READERS 4             /* read-only SQLite connections */
+#define STORE_BUSY_TIMEOUT_MS 5000
+#define IDEMPOTENCY_TTL_S (24 * 3600)
+#define STORE_ERROR_TEXT_MAX 4096   /* last_error kept per order */
+
+/* Workers. */
+#define WORKER_BATCH_MAX 64         /* messages claimed in one transaction */
+#define WORKER_COUNT_MAX 64
+#define FULFILMENT_STDERR_MAX 4096
+
+/* Config. */
+#define CONFIG_ERRORS_MAX 64
+#define CONFIG_LINE_MAX 4096
+
+#endif

@@ -1,0 +1,97 @@
+/*
+ * config.h — the INI file of SPEC "Config file" as a struct.
+ *
+ * config_load() reads a file into a struct config, applies ORDERD_SECTION_KEY
+ * environment overrides, and collects every error with its line (an error from
+ * the environment has line 0). Unknown sections and keys are errors, so a typo
+ * never passes silently. Durations take a unit (ms, s, m, h); sizes may take
+ * k or M. Pure functions of their input: no thread restrictions.
+ */
+#ifndef ORDERD_CONFIG_H
+#define ORDERD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bounds.h"
+#include "log.h"
+
+enum store_backend { STORE_BACKEND_SQLITE, STORE_BACKEND_POSTGRES };
+enum durability { DURABILITY_FULL, DURABILITY_NORMAL };
+
+struct config {
+    /* [server] */
+    char *listen;                 /* as written, e.g. "127.0.0.1:8080" */
+    char *listen_host;            /* "127.0.0.1", "::1", "0.0.0.0" */
+    uint16_t listen_port;         /* 0 = any free port (tests) */
+    uint64_t max_body_bytes;      /* default 65536 */
+    char *tls_cert;               /* NULL when unset; both or neither */
+    char *tls_key;
+    uint32_t max_connections;     /* default 1024 */
+    uint32_t max_connections_per_ip; /* default 128; 0 = no per-address cap */
+    uint64_t request_timeout_ms;  /* idle/read timeout per connection, default 30s */
+    uint32_t http_threads;        /* 0 = number of CPUs */
+    /* [storage] */
+    enum store_backend backend;
+    char *storage_path;           /* default /var/lib/orderd/orderd.db */
+    enum durability durability;
+    char *dsn;                    /* NULL when unset */
+    /* [queue] */
+    uint64_t visibility_timeout_ms; /* default 30s */
+    uint32_t max_receives;        /* default 5 */
+    uint64_t backoff_base_ms;     /* default 1s */
+    uint64_t backoff_max_ms;      /* default 5m */
+    uint64_t max_depth;           /* default 1000000 */
+    /* [workers] */
+    uint32_t worker_count;        /* default 2 */
+    char *fulfilment_command;     /* NULL when unset */
+    uint64_t fulfilment_timeout_ms; /* default 10s */
+    /* [limits] */
+    double rate;                  /* requests/s per client; 0 = off */
+    uint32_t burst;               /* 0 = off */
+    /* [auth] */
+    char *keys_file;              /* NULL = no auth */
+    /* [log] */
+    enum log_level log_level;
+    enum log_format log_format;
+};
+
+struct config_error {
+    unsigned line;                /* 0 = from the environment or the file as a whole */
+    char section[32];
+    char key[48];
+    char message[200];
+};
+
+struct config_errors {
+    size_t count;
+    size_t dropped;               /* errors beyond CONFIG_ERRORS_MAX */
+    struct config_error items[CONFIG_ERRORS_MAX];
+};
+
+/* Fills defaults; strings are heap copies. Caller releases with config_free(). */
+int config_init(struct config *cfg);
+void config_free(struct config *cfg);
+
+/*
+ * Reads FILE over the defaults, then the environment (envp may be NULL = none).
+ * Returns 0, -EINVAL when errs holds at least one error, or -errno when the
+ * file cannot be read (errs then holds one line-0 error saying why).
+ * On failure cfg still holds a valid (possibly partial) config to free.
+ */
+int config_load(const char *path, char *const *envp, struct config *cfg,
+                struct config_errors *errs);
+
+/* Same, from a string instead of a file (tests, fuzzing). */
+int config_load_string(const char *text, char *const *envp, struct config *cfg,
+                       struct config_errors *errs);
+
+/* "250ms" "30s" "5m" "1h" -> milliseconds. 0 or -EINVAL (no unit, junk, overflow). */
+int config_parse_duration_ms(const char *s, uint64_t *out);
+/* "65536" "64k" "1M" -> bytes. 0 or -EINVAL. */
+int config_parse_size(const char *s, uint64_t *out);
+
+/* Prints "FILE:LINE: [section] key: message" lines; never fails. */
+void config_errors_print(const struct config_errors *errs, const char *path, void *stream);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * metrics.h — counters, gauges and histograms, and their Prometheus text
+ * exposition (format 0.0.4).
+ *
+ * struct metrics is created once by main and handed to the modules that count.
+ * Updates are lock-free atomics, safe from any thread; rendering takes a
+ * snapshot (values may be a few microseconds apart, never torn). Gauges that
+ * describe the queue are read through a callback at scrape time so that a
+ * scrape costs a few indexed lookups, never a table scan.
+ */
+#ifndef ORDERD_METRICS_H
+#define ORDERD_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum metrics_counter {
+    METRICS_ORDERS_RECEIVED,      /* accepted by POST /orders (not replays) */
+    METRICS_ORDERS_PROCESSED,     /* completed by a worker */
+    METRICS_ORDERS_FAILED,        /* a processing attempt that failed */
+    METRICS_ORDERS_DEAD_LETTERED, /* moved to the dead-letter table */
+    METRICS_COUNTER_COUNT
+};
+
+/* Route label values: templates, never raw paths. */
+enum metrics_route {
+    METRICS_ROUTE_ORDERS,         /* /orders */
+    METRICS_ROUTE_ORDER,          /* /orders/{id} */
+    METRICS_ROUTE_HEALTHZ,
+    METRICS_ROUTE_READYZ,
+    METRICS_ROUTE_METRICS,
+    METRICS_ROUTE_STATUS_PAGE,    /* / */
+    METRICS_ROUTE_STATUS_JSON,    /* /status.json */
+    METRICS_ROUTE_ADMIN_DLQ,      /* /admin/dlq */
+    METRICS_ROUTE_ADMIN_DLQ_ITEM, /* /admin/dlq/{id} */
+    METRICS_ROUTE_ADMIN_REDRIVE,  /* /admin/dlq/{id}/redrive */
+    METRICS_ROUTE_ADMIN_REDRIVE_ALL, /* /admin/dlq/redrive */
+    METRICS_ROUTE_OTHER,          /* anything unknown (404s) */
+    METRICS_ROUTE_COUNT
+};
+
+/* Values read at scrape time from storage. */
+struct metrics_queue_gauges {
+    uint64_t queue_depth;
+    double oldest_age_seconds;    /* 0 when the queue is empty */
+    uint64_t dlq_depth;
+};
+
+/* Fills g; returns 0, or negative when storage cannot be read (gauges omitted). */
+typedef int (*metrics_gauge_fn)(void *arg, struct metrics_queue_gauges *g);
+
+struct metrics;
+
+/* 0 or -ENOMEM. Caller releases with metrics_free(). */
+int metrics_new(struct metrics **out);
+void metrics_free(struct metrics *m);
+
+/* Registers the scrape-time callback for the queue gauges (may be NULL). */
+void metrics_set_gauge_source(struct metrics *m, metrics_gauge_fn fn, void *arg);
+
+/* Build info label values (version, sqlite_version); copied. */
+void metrics_set_build_info(struct metrics *m, const char *version, const char *sqlite_version);
+
+void metrics_counter_add(struct metrics *m, enum metrics_counter c, uint64_t n);
+uint64_t metrics_counter_get(const struct metrics *m, enum metrics_counter c);
+
+/* One finished HTTP request: route template, status code, seconds taken. */
+void metrics_http_observe(struct metrics *m, enum metrics_route route, unsigned status,
+                          double seconds);
+/* One processing attempt (success or failure), seconds taken. */
+void metrics_processing_observe(struct metrics *m, double seconds);
+
+const char *metrics_route_label(enum metrics_route route);
+
+/*
+ * Renders the whole exposition, including process_* metrics read from /proc.
+ * Returns a heap string (caller frees) and its length in *len; NULL on ENOMEM.
+ */
+char *metrics_render(struct metrics *m, size_t *len);
+
+#endif

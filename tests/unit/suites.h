@@ -1,0 +1,14 @@
+/*
+ * suites.h — the one list of unit-test suites (as libuv's test-list.h).
+ * Each tests/unit/test_<module>.c defines Suite *suite_<module>(void).
+ * Add a line here when you add a file.
+ */
+SUITE(config)
+SUITE(log)
+SUITE(ids)
+SUITE(trace)
+SUITE(order)
+SUITE(metrics)
+SUITE(store)
+SUITE(committer)
+SUITE(backoff)

@@ -1,0 +1,38 @@
+/*
+ * api_orders.h — the order endpoints: POST /orders, GET /orders/{id},
+ * GET /orders. Validation, idempotency keys, and the hand-off of accepted
+ * orders to the committer.
+ *
+ * Handlers run on HTTP threads; the completion of a POST runs on the
+ * committer thread (it sets the reply and resumes the request).
+ */
+#ifndef ORDERD_API_ORDERS_H
+#define ORDERD_API_ORDERS_H
+
+#include "committer.h"
+#include "http.h"
+#include "metrics.h"
+#include "store.h"
+
+struct api_orders;
+
+/* 0 or -ENOMEM. The pointers are borrowed and must outlive the api. */
+int api_orders_new(struct store *store, struct committer *committer, struct metrics *metrics,
+                   struct api_orders **out);
+void api_orders_free(struct api_orders *api);
+
+/* http_handler_fn for each route; ctx is the struct api_orders. */
+void api_orders_post(struct http_request *req, void *ctx);
+void api_orders_get(struct http_request *req, void *ctx);
+void api_orders_list(struct http_request *req, void *ctx);
+
+/* JSON helpers shared with the admin API: RFC 3339 UTC with milliseconds. */
+void api_format_time(int64_t ms, char out[32]);
+/* {"order_id",...} object of a stored order; NULL on ENOMEM. */
+struct json_t;
+struct json_t *api_order_json(const struct store_order *o);
+/* Cursor text for an id, and back; 0 or -EINVAL. */
+void api_cursor_encode(const char *order_id, char *out, size_t size);
+int api_cursor_decode(const char *cursor, char *order_id, size_t size);
+
+#endif

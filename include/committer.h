@@ -1,0 +1,52 @@
+/*
+ * committer.h — group commit: one thread that writes accepted orders in
+ * batches, so that many concurrent requests share one transaction and one
+ * fsync instead of paying one each.
+ *
+ * HTTP threads submit items and suspend their connection; the committer thread
+ * takes everything pending (up to COMMIT_BATCH_MAX), writes it with
+ * store_enqueue_batch(), and calls each item's done() with its result. done()
+ * runs on the committer thread and must not block.
+ */
+#ifndef ORDERD_COMMITTER_H
+#define ORDERD_COMMITTER_H
+
+#include <stdint.h>
+
+#include "store.h"
+
+struct committer_item;
+typedef void (*committer_done_fn)(struct committer_item *item, void *arg);
+
+/* Owned by the submitter; must stay valid until done() is called. */
+struct committer_item {
+    struct store_new_order order; /* order.result holds the outcome in done() */
+    committer_done_fn done;
+    void *arg;
+    struct committer_item *next;  /* committer's own link */
+};
+
+struct committer;
+
+/*
+ * Starts the committer thread. on_commit(arg) (may be NULL) runs on the
+ * committer thread after every transaction that wrote at least one order:
+ * the workers' wake-up. 0, -ENOMEM or -errno from pthread_create.
+ */
+int committer_start(struct store *store, uint64_t max_depth, void (*on_commit)(void *arg),
+                    void *arg, struct committer **out);
+
+/*
+ * Queues an item. 0; -EAGAIN when COMMIT_BACKLOG_MAX items already wait
+ * (caller answers 503); -ESHUTDOWN once committer_stop() began. On error
+ * done() is NOT called.
+ */
+int committer_submit(struct committer *c, struct committer_item *item);
+
+/* Commits everything already submitted, stops the thread and frees c. */
+void committer_stop(struct committer *c);
+
+/* Transactions and items committed so far (for tests and the bench). */
+void committer_counts(struct committer *c, uint64_t *batches, uint64_t *items);
+
+#endif

@@ -1,0 +1,127 @@
+/*
+ * http.h — the embedded HTTP server (libmicrohttpd): routing, body limits,
+ * request ids, trace context, problem+json, suspend/resume.
+ *
+ * The server runs MHD's internal epoll thread pool. A handler runs on one of
+ * those threads; it either sets a reply before it returns, or suspends the
+ * request (http_request_suspend), hands it to another thread, and that thread
+ * sets the reply and calls http_request_resume(). Every reply carries
+ * X-Request-Id and traceparent.
+ */
+#ifndef ORDERD_HTTP_H
+#define ORDERD_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metrics.h"
+#include "order.h"
+#include "trace.h"
+
+struct http_request;
+struct http_server;
+
+typedef void (*http_handler_fn)(struct http_request *req, void *ctx);
+
+/* What a route needs from the caller's API key (see auth). */
+enum http_scope {
+    HTTP_SCOPE_NONE,              /* open: health, readiness, metrics, status page */
+    HTTP_SCOPE_ORDERS_WRITE,
+    HTTP_SCOPE_ORDERS_READ,
+    HTTP_SCOPE_ADMIN,
+};
+
+struct http_route {
+    const char *method;           /* "GET" also answers HEAD */
+    const char *pattern;          /* "/orders/{id}": {id} matches one non-empty segment */
+    enum metrics_route metric;
+    enum http_scope scope;
+    bool takes_body;              /* false: any body is refused with 413 */
+    http_handler_fn handler;
+    void *ctx;
+};
+
+/*
+ * Access control hook, called before the handler of a route whose scope is not
+ * NONE. Returns 0 to allow, 401 or 403 to refuse (the server writes the
+ * problem). client_out (size 64) receives the key's name for rate limiting.
+ */
+typedef unsigned (*http_authorize_fn)(void *ctx, const char *authorization,
+                                      enum http_scope scope, char *client_out, size_t size);
+/* Rate limit hook: 0 to allow, else the seconds for Retry-After. */
+typedef unsigned (*http_rate_limit_fn)(void *ctx, const char *client);
+
+struct http_options {
+    const char *host;             /* numeric address or "localhost" */
+    uint16_t port;                /* 0: any free port; see http_server_port() */
+    uint64_t max_body_bytes;
+    unsigned threads;             /* MHD pool size, >= 1 */
+    unsigned max_connections;
+    unsigned max_connections_per_ip; /* 0 = unlimited */
+    unsigned timeout_s;           /* idle connection timeout */
+    const char *tls_cert_pem;     /* NULL = plain HTTP; else PEM text, copied */
+    const char *tls_key_pem;
+    const struct http_route *routes; /* copied */
+    size_t route_count;
+    struct metrics *metrics;
+    http_authorize_fn authorize;  /* NULL = no auth */
+    void *authorize_ctx;
+    http_rate_limit_fn rate_limit; /* NULL = no limit */
+    void *rate_limit_ctx;
+};
+
+/* Binds and starts serving. 0, or -errno with a log line saying why. */
+int http_server_start(const struct http_options *opts, struct http_server **out);
+uint16_t http_server_port(const struct http_server *srv);
+/* From now on new requests get 503 + Connection: close (health and metrics still answer). */
+void http_server_set_draining(struct http_server *srv);
+bool http_server_draining(const struct http_server *srv);
+/* Requests accepted but not finished. */
+unsigned http_server_in_flight(const struct http_server *srv);
+/* Stops the threads and closes every connection; frees srv. Safe with NULL. */
+void http_server_stop(struct http_server *srv);
+
+/* ---- for handlers ------------------------------------------------------ */
+
+const char *http_request_method(const struct http_request *req);
+const char *http_request_path(const struct http_request *req);
+/* The {id} segment of the matched pattern, or NULL. */
+const char *http_request_param(const struct http_request *req);
+/* Header value or NULL (case-insensitive name). */
+const char *http_request_header(const struct http_request *req, const char *name);
+/* Query argument or NULL; *present tells an empty value from absence. */
+const char *http_request_query(const struct http_request *req, const char *name, bool *present);
+/* Calls fn for every query argument name (to reject unknown ones). */
+void http_request_query_names(const struct http_request *req,
+                              void (*fn)(void *arg, const char *name), void *arg);
+const char *http_request_body(const struct http_request *req, size_t *len);
+const char *http_request_id(const struct http_request *req);
+/* This request's span: the incoming trace's child, or a new trace. */
+const struct trace_context *http_request_trace(const struct http_request *req);
+/* The client name used for rate limiting (key name or address). */
+const char *http_request_client(const struct http_request *req);
+
+/* Takes ownership of json (a NUL-terminated heap string). */
+void http_reply_json(struct http_request *req, unsigned status, char *json);
+/* Takes ownership of body (heap, len bytes). */
+void http_reply_owned(struct http_request *req, unsigned status, const char *content_type,
+                      char *body, size_t len);
+/* A static body (not freed) with its content type. */
+void http_reply_static(struct http_request *req, unsigned status, const char *content_type,
+                       const char *body, size_t len);
+/* A body copied from the caller. */
+void http_reply_copy(struct http_request *req, unsigned status, const char *content_type,
+                     const char *body, size_t len);
+/* RFC 9457 problem+json; errors may be NULL. type is derived from status. */
+void http_reply_problem(struct http_request *req, unsigned status, const char *title,
+                        const char *detail, const struct field_error *errors, size_t n_errors);
+/* Adds a header to the reply (copied); up to 8 per reply. */
+void http_reply_header(struct http_request *req, const char *name, const char *value);
+
+/* Call before handing req to another thread; the handler then returns. */
+void http_request_suspend(struct http_request *req);
+/* From any thread, after a reply was set on a suspended request. */
+void http_request_resume(struct http_request *req);
+
+#endif

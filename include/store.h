@@ -1,0 +1,211 @@
+/*
+ * store.h — the storage interface that the HTTP handlers, the committer and
+ * the workers call. It speaks orders and messages, never SQL, so that a second
+ * backend (PostgreSQL) can stand behind the same functions.
+ *
+ * Errors: every function returns STORE_OK (0) or a negative enum store_error.
+ * STORE_EUNAVAILABLE means "the disk or database refused a write or read right
+ * now" (full, read-only, I/O error): callers answer 503 and retry later; the
+ * store recovers by itself when the cause goes away.
+ *
+ * Threads: every function may be called from any thread. Writes are
+ * serialised inside the store (one writer at a time); reads use a pool of
+ * read-only connections and never wait for a write.
+ *
+ * Time: functions that depend on the clock take now_ms (ms since the epoch) so
+ * tests can drive time.
+ */
+#ifndef ORDERD_STORE_H
+#define ORDERD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bounds.h"
+#include "config.h"
+
+enum store_error {
+    STORE_OK = 0,
+    STORE_ENOTFOUND = -1,     /* no such order / message / key */
+    STORE_EUNAVAILABLE = -2,  /* disk full, read-only, I/O error: retry later */
+    STORE_EQUEUEFULL = -3,    /* queue holds max_depth messages */
+    STORE_ESTALE = -4,        /* receipt no longer current: another delivery owns it */
+    STORE_ECONFLICT = -5,     /* idempotency key taken with another request */
+    STORE_ENOMEM = -6,
+    STORE_EINTERNAL = -7,     /* a bug or a corrupt database; logged */
+    STORE_EOPEN = -8,         /* cannot open or create the database */
+};
+
+const char *store_strerror(int err);
+
+struct store;
+
+struct store_options {
+    const char *path;             /* database file; its directory must exist */
+    enum durability durability;   /* full: fsync at every intake commit */
+};
+
+/* Opens (creating and migrating if needed). 0 or STORE_EOPEN with a log line. */
+int store_open(const struct store_options *opts, struct store **out);
+/* Closes every connection; a clean WAL checkpoint. Safe with NULL. */
+void store_close(struct store *s);
+
+/* ---- intake (called by the committer) -------------------------------- */
+
+/* One accepted order, as the committer hands it to the store. */
+struct store_new_order {
+    const char *order_id;         /* ULID */
+    const char *customer_id;
+    const char *items_json;       /* canonical JSON array */
+    const char *traceparent;      /* of the request's span */
+    int64_t created_at_ms;
+    const char *idempotency_key;  /* NULL when the request had none */
+    const char *request_json;     /* canonical order JSON, with a key */
+    const char *response_json;    /* the 202 body, replayed for the key */
+    /* out: STORE_OK, STORE_EQUEUEFULL, STORE_ECONFLICT (key taken meanwhile),
+     * or the batch's error */
+    int result;
+};
+
+/*
+ * Writes n orders and their queue messages in ONE transaction (group commit).
+ * With durability full, returns only after the commit is fsync'd. Orders that
+ * would push the queue past max_depth get STORE_EQUEUEFULL and are not
+ * written; the others are. Returns STORE_OK when the transaction committed
+ * (then read each result), or an error that applies to every order.
+ */
+int store_enqueue_batch(struct store *s, struct store_new_order *orders, size_t n,
+                        uint64_t max_depth);
+
+/* ---- reads (HTTP threads) -------------------------------------------- */
+
+struct store_order {
+    char order_id[ID_ULID_LEN + 1];
+    char *customer_id;
+    char *items_json;
+    const char *status;           /* "queued" "processing" "completed" "dead_lettered" */
+    uint32_t attempts;
+    int64_t created_at_ms;
+    int64_t processed_at_ms;      /* 0 = not yet */
+    char *last_error;             /* NULL = none */
+    char traceparent[TRACEPARENT_LEN + 1];
+};
+void store_order_clear(struct store_order *o);
+
+int store_get_order(struct store *s, const char *order_id, int64_t now_ms,
+                    struct store_order *out);
+
+struct store_order_filter {
+    const char *customer_id;      /* NULL = any */
+    const char *status;           /* NULL = any; one of the four statuses */
+    const char *before_id;        /* cursor: only ids < this; NULL = newest */
+    size_t limit;                 /* 1..HTTP_LIST_LIMIT_MAX */
+};
+
+/* Newest first. *out is an array the caller frees with store_orders_free(). */
+int store_list_orders(struct store *s, const struct store_order_filter *f, int64_t now_ms,
+                      struct store_order **out, size_t *n);
+void store_orders_free(struct store_order *orders, size_t n);
+
+struct store_idempotency {
+    char *request_json;
+    char *response_json;
+    char order_id[ID_ULID_LEN + 1];
+};
+/* STORE_ENOTFOUND when the key is unknown or older than IDEMPOTENCY_TTL_S. */
+int store_idempotency_get(struct store *s, const char *key, int64_t now_ms,
+                          struct store_idempotency *out);
+void store_idempotency_clear(struct store_idempotency *r);
+/* Deletes keys older than the TTL; *deleted may be NULL. */
+int store_idempotency_prune(struct store *s, int64_t now_ms, uint64_t *deleted);
+
+struct store_stats {
+    uint64_t queue_depth;
+    uint64_t dlq_depth;
+    int64_t oldest_enqueued_at_ms; /* 0 when the queue is empty */
+};
+/* Cheap: counters kept in memory plus one indexed lookup. */
+int store_stats(struct store *s, struct store_stats *out);
+
+/* True when a write transaction can be started now (readiness). */
+bool store_writable(struct store *s);
+
+/* ---- queue (workers) -------------------------------------------------- */
+
+struct store_message {
+    char order_id[ID_ULID_LEN + 1];
+    char *customer_id;
+    char *items_json;
+    char traceparent[TRACEPARENT_LEN + 1];
+    int64_t receipt;              /* fencing token of this delivery */
+    uint32_t receive_count;       /* including this delivery */
+    int64_t created_at_ms;
+};
+void store_message_clear(struct store_message *m);
+
+/*
+ * Claims up to max visible messages (oldest first) with a lease of lease_ms:
+ * each gets a fresh receipt and its receive count goes up. Messages whose
+ * receive count already reached max_receives (their last lease expired) are
+ * moved to dead_letters instead of being delivered; *dead_lettered counts them.
+ */
+int store_claim(struct store *s, int64_t now_ms, int64_t lease_ms, uint32_t max_receives,
+                struct store_message *out, size_t max, size_t *n, size_t *dead_lettered);
+
+/* Outcome of one delivery, applied by store_settle() in one transaction. */
+enum store_outcome { STORE_OUTCOME_COMPLETED, STORE_OUTCOME_RETRY, STORE_OUTCOME_DEAD_LETTER };
+
+struct store_settlement {
+    const char *order_id;
+    int64_t receipt;
+    enum store_outcome outcome;
+    const char *error;            /* RETRY / DEAD_LETTER: why; bounded by the caller */
+    int64_t visible_at_ms;        /* RETRY: when to deliver again */
+    uint32_t attempts;            /* receive count of this delivery */
+    int result;                   /* out: STORE_OK or STORE_ESTALE */
+};
+
+/* Applies n settlements in one transaction (see store_sqlite.c for each). */
+int store_settle(struct store *s, struct store_settlement *items, size_t n, int64_t now_ms);
+
+/* Makes messages under these receipts visible now (drain). */
+int store_release(struct store *s, const struct store_message *msgs, size_t n);
+
+/* When the next message becomes visible; STORE_ENOTFOUND when the queue is empty. */
+int store_next_visible_ms(struct store *s, int64_t *when_ms);
+
+/* ---- dead letters (admin) -------------------------------------------- */
+
+struct store_dead_letter {
+    char order_id[ID_ULID_LEN + 1];
+    char *customer_id;
+    char *items_json;
+    uint32_t attempts;
+    char *last_error;
+    int64_t created_at_ms;
+    int64_t dead_lettered_at_ms;
+    char traceparent[TRACEPARENT_LEN + 1];
+};
+/* Newest dead letter first; after_id is the cursor (NULL = first page). */
+int store_list_dead_letters(struct store *s, const char *before_id, size_t limit,
+                            struct store_dead_letter **out, size_t *n);
+void store_dead_letters_free(struct store_dead_letter *d, size_t n);
+/* Moves one dead letter back to the queue with a zero receive count. */
+int store_redrive(struct store *s, const char *order_id, int64_t now_ms);
+/* Moves all dead letters back, in batches; *moved may be NULL. */
+int store_redrive_all(struct store *s, int64_t now_ms, uint64_t *moved);
+/* Discards a dead letter; the order keeps status dead_lettered. */
+int store_delete_dead_letter(struct store *s, const char *order_id);
+
+/* ---- maintenance ------------------------------------------------------ */
+
+/* Consistent online copy to dest_path through the SQLite backup API. */
+int store_backup(const char *db_path, const char *dest_path);
+
+/* Runs a passive WAL checkpoint (off the hot path). */
+int store_checkpoint(struct store *s);
+
+const char *store_sqlite_version(void);
+
+#endif

@@ -1,0 +1,387 @@
+/*
+ * daemon.c — the life cycle of a running orderd, on one libuv loop.
+ *
+ * Start, in order: metrics, store, workers, committer, APIs, HTTP server;
+ * then READY=1 to systemd and the line "listening on HOST:PORT". The loop
+ * thread then only handles signals and timers:
+ *   SIGTERM / SIGINT  drain: HTTP answers 503 to new work, in-flight requests
+ *                     finish (bounded by HTTP_DRAIN_TIMEOUT_MS), the
+ *                     committer writes what it holds, workers finish their
+ *                     current message and release other leases, the database
+ *                     is checkpointed and closed; exit 0.
+ *   SIGHUP            re-read the config file; apply what can change live.
+ *   housekeeping      every minute: prune expired idempotency keys.
+ * Stop is start in reverse.
+ *
+ * Threads: everything in this file runs on the loop thread (main thread).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "api_orders.h"
+#include "api_system.h"
+#include "committer.h"
+#include "daemon.h"
+#include "http.h"
+#include "ids.h"
+#include "log.h"
+#include "metrics.h"
+#include "notify.h"
+#include "store.h"
+#include "worker.h"
+
+#define HOUSEKEEPING_MS (60 * 1000)
+#define DRAIN_POLL_MS 20
+#define PEM_MAX (1024 * 1024)
+
+struct daemon {
+    const char *config_path;
+    struct config *cfg;
+    char *const *envp;
+
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t housekeeping;
+    uv_timer_t drain_timer;
+    double drain_deadline;
+    bool draining;
+
+    struct metrics *metrics;
+    struct store *store;
+    struct workers *workers;
+    struct committer *committer;
+    struct api_orders *orders;
+    struct api_system system;
+    struct http_server *http;
+};
+
+/* ---- start ----------------------------------------------------------------- */
+
+static int open_store(struct daemon *d)
+{
+    if (d->cfg->backend != STORE_BACKEND_SQLITE) {
+        log_error(NULL, "storage backend postgres is not built into this orderd");
+        return -ENOTSUP;
+    }
+    struct store_options so = {.path = d->cfg->storage_path, .durability = d->cfg->durability};
+    return store_open(&so, &d->store) == STORE_OK ? 0 : -EIO;
+}
+
+static int start_workers(struct daemon *d)
+{
+    const struct config *c = d->cfg;
+    struct worker_options wo = {
+        .count = c->worker_count,
+        .visibility_timeout_ms = c->visibility_timeout_ms,
+        .max_receives = c->max_receives,
+        .backoff_base_ms = c->backoff_base_ms,
+        .backoff_max_ms = c->backoff_max_ms,
+        .fulfilment_command = c->fulfilment_command,
+        .fulfilment_timeout_ms = c->fulfilment_timeout_ms,
+    };
+    int err = workers_start(d->store, d->metrics, &wo, &d->workers);
+    if (err != 0)
+        log_error(NULL, "cannot start workers: %s", strerror(-err));
+    return err;
+}
+
+/* Reads a whole PEM file; caller frees. NULL with a log line on failure. */
+static char *read_pem(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        log_error(NULL, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(PEM_MAX + 1);
+    size_t n = buf ? fread(buf, 1, PEM_MAX, f) : 0;
+    bool bad = buf == NULL || ferror(f) || n == PEM_MAX;
+    fclose(f);
+    if (bad) {
+        log_error(NULL, "cannot read %s: unreadable or larger than %d bytes", path, PEM_MAX);
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+static const struct http_route *build_routes(struct daemon *d, size_t *n)
+{
+    static struct http_route routes[8];
+    size_t i = 0;
+    routes[i++] = (struct http_route){"POST", "/orders", METRICS_ROUTE_ORDERS,
+                                      HTTP_SCOPE_ORDERS_WRITE, true, api_orders_post, d->orders};
+    routes[i++] = (struct http_route){"GET", "/orders", METRICS_ROUTE_ORDERS,
+                                      HTTP_SCOPE_ORDERS_READ, false, api_orders_list, d->orders};
+    routes[i++] = (struct http_route){"GET", "/orders/{id}", METRICS_ROUTE_ORDER,
+                                      HTTP_SCOPE_ORDERS_READ, false, api_orders_get, d->orders};
+    routes[i++] = (struct http_route){"GET", "/healthz", METRICS_ROUTE_HEALTHZ, HTTP_SCOPE_NONE,
+                                      false, api_system_healthz, &d->system};
+    routes[i++] = (struct http_route){"GET", "/readyz", METRICS_ROUTE_READYZ, HTTP_SCOPE_NONE,
+                                      false, api_system_readyz, &d->system};
+    routes[i++] = (struct http_route){"GET", "/metrics", METRICS_ROUTE_METRICS, HTTP_SCOPE_NONE,
+                                      false, api_system_metrics, &d->system};
+    *n = i;
+    return routes;
+}
+
+static unsigned http_thread_count(const struct config *c)
+{
+    if (c->http_threads > 0)
+        return c->http_threads;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 && n < 64 ? (unsigned)n : 2;
+}
+
+static int start_http(struct daemon *d)
+{
+    const struct config *c = d->cfg;
+    char *cert = NULL, *key = NULL;
+    if (c->tls_cert) {
+        cert = read_pem(c->tls_cert);
+        key = cert ? read_pem(c->tls_key) : NULL;
+        if (key == NULL) {
+            free(cert);
+            return -EINVAL;
+        }
+    }
+    size_t nroutes = 0;
+    const struct http_route *routes = build_routes(d, &nroutes);
+    struct http_options ho = {
+        .host = c->listen_host,
+        .port = c->listen_port,
+        .max_body_bytes = c->max_body_bytes,
+        .threads = http_thread_count(c),
+        .max_connections = c->max_connections,
+        .max_connections_per_ip = c->max_connections_per_ip,
+        .timeout_s = (unsigned)((c->request_timeout_ms + 999) / 1000),
+        .tls_cert_pem = cert,
+        .tls_key_pem = key,
+        .routes = routes,
+        .route_count = nroutes,
+        .metrics = d->metrics,
+    };
+    int err = http_server_start(&ho, &d->http);
+    if (key) {
+        explicit_bzero(key, strlen(key));
+        free(key);
+    }
+    free(cert);
+    if (err == 0)
+        d->system.server = d->http;
+    return err;
+}
+
+static int start_all(struct daemon *d)
+{
+    if (metrics_new(&d->metrics) != 0)
+        return -ENOMEM;
+    metrics_set_build_info(d->metrics, ORDERD_VERSION, store_sqlite_version());
+    int err = open_store(d);
+    if (err != 0)
+        return err;
+    metrics_set_gauge_source(d->metrics, api_system_queue_gauges, d->store);
+    d->system.store = d->store;
+    d->system.metrics = d->metrics;
+    if ((err = start_workers(d)) != 0)
+        return err;
+    if ((err = committer_start(d->store, d->cfg->max_depth, workers_wake, d->workers,
+                               &d->committer)) != 0) {
+        log_error(NULL, "cannot start the committer: %s", strerror(-err));
+        return err;
+    }
+    if ((err = api_orders_new(d->store, d->committer, d->metrics, &d->orders)) != 0)
+        return err;
+    return start_http(d);
+}
+
+/* ---- stop ------------------------------------------------------------------- */
+
+static void stop_all(struct daemon *d)
+{
+    http_server_stop(d->http);
+    d->http = NULL;
+    committer_stop(d->committer);
+    d->committer = NULL;
+    workers_stop(d->workers);
+    d->workers = NULL;
+    api_orders_free(d->orders);
+    d->orders = NULL;
+    metrics_set_gauge_source(d->metrics, NULL, NULL);
+    store_close(d->store);
+    d->store = NULL;
+    metrics_free(d->metrics);
+    d->metrics = NULL;
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void finish_drain(struct daemon *d)
+{
+    unsigned left = d->http ? http_server_in_flight(d->http) : 0;
+    if (left > 0)
+        log_warn(NULL, "drain: %u requests still open at the deadline; closing them", left);
+    stop_all(d);
+    close_handle((uv_handle_t *)&d->drain_timer);
+    close_handle((uv_handle_t *)&d->housekeeping);
+    close_handle((uv_handle_t *)&d->sigterm);
+    close_handle((uv_handle_t *)&d->sigint);
+    close_handle((uv_handle_t *)&d->sighup);
+    log_info(NULL, "stopped cleanly");
+}
+
+static void on_drain_tick(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    if (http_server_in_flight(d->http) == 0 || ids_monotonic_seconds() >= d->drain_deadline)
+        finish_drain(d);
+}
+
+static void begin_drain(struct daemon *d, const char *why)
+{
+    if (d->draining)
+        return;
+    d->draining = true;
+    log_info(NULL, "%s: draining (new requests get 503; in-flight ones finish)", why);
+    notify_send("STOPPING=1");
+    http_server_set_draining(d->http);
+    d->drain_deadline = ids_monotonic_seconds() + HTTP_DRAIN_TIMEOUT_MS / 1000.0;
+    uv_timer_start(&d->drain_timer, on_drain_tick, 0, DRAIN_POLL_MS);
+}
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+    begin_drain(h->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* ---- reload ----------------------------------------------------------------- */
+
+static bool str_changed(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+static void warn_restart_needed(const struct config *old, const struct config *fresh)
+{
+    if (str_changed(old->listen, fresh->listen) || str_changed(old->tls_cert, fresh->tls_cert) ||
+        str_changed(old->tls_key, fresh->tls_key))
+        log_warn(NULL, "reload: [server] listen/tls changed; takes effect after a restart");
+    if (old->backend != fresh->backend || str_changed(old->storage_path, fresh->storage_path) ||
+        old->durability != fresh->durability || str_changed(old->dsn, fresh->dsn))
+        log_warn(NULL, "reload: [storage] changed; takes effect after a restart");
+    if (old->worker_count != fresh->worker_count ||
+        str_changed(old->fulfilment_command, fresh->fulfilment_command) ||
+        old->fulfilment_timeout_ms != fresh->fulfilment_timeout_ms ||
+        old->visibility_timeout_ms != fresh->visibility_timeout_ms ||
+        old->max_receives != fresh->max_receives || old->backoff_base_ms != fresh->backoff_base_ms ||
+        old->backoff_max_ms != fresh->backoff_max_ms || old->max_depth != fresh->max_depth)
+        log_warn(NULL, "reload: [queue]/[workers] changed; takes effect after a restart");
+}
+
+static void reload(struct daemon *d)
+{
+    notify_send("RELOADING=1");
+    struct config fresh;
+    struct config_errors errs = {0};
+    int err = config_init(&fresh);
+    if (err == 0)
+        err = config_load(d->config_path, d->envp, &fresh, &errs);
+    if (err != 0) {
+        for (size_t i = 0; i < errs.count; i++)
+            log_error(NULL, "reload: %s:%u: [%s] %s: %s", d->config_path, errs.items[i].line,
+                      errs.items[i].section, errs.items[i].key, errs.items[i].message);
+        log_error(NULL, "reload: %s has errors; keeping the running config", d->config_path);
+        config_free(&fresh);
+        notify_send("READY=1");
+        return;
+    }
+    warn_restart_needed(d->cfg, &fresh);
+    log_configure(fresh.log_level, fresh.log_format);
+    d->cfg->log_level = fresh.log_level;
+    d->cfg->log_format = fresh.log_format;
+    d->cfg->rate = fresh.rate;
+    d->cfg->burst = fresh.burst;
+    config_free(&fresh);
+    log_info(NULL, "reload: applied %s (log level %s)", d->config_path,
+             log_level_name(d->cfg->log_level));
+    notify_send("READY=1");
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    struct daemon *d = h->data;
+    if (!d->draining)
+        reload(d);
+}
+
+static void on_housekeeping(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    uint64_t pruned = 0;
+    if (store_idempotency_prune(d->store, ids_now_ms(), &pruned) == STORE_OK && pruned > 0)
+        log_info(NULL, "housekeeping: pruned %llu expired idempotency keys",
+                 (unsigned long long)pruned);
+}
+
+/* ---- run -------------------------------------------------------------------- */
+
+static int init_loop(struct daemon *d)
+{
+    int err = uv_loop_init(&d->loop);
+    if (err != 0)
+        return err;
+    uv_signal_init(&d->loop, &d->sigterm);
+    uv_signal_init(&d->loop, &d->sigint);
+    uv_signal_init(&d->loop, &d->sighup);
+    uv_timer_init(&d->loop, &d->housekeeping);
+    uv_timer_init(&d->loop, &d->drain_timer);
+    d->sigterm.data = d->sigint.data = d->sighup.data = d;
+    d->housekeeping.data = d->drain_timer.data = d;
+    if ((err = uv_signal_start(&d->sigterm, on_stop_signal, SIGTERM)) != 0 ||
+        (err = uv_signal_start(&d->sigint, on_stop_signal, SIGINT)) != 0 ||
+        (err = uv_signal_start(&d->sighup, on_sighup, SIGHUP)) != 0)
+        return err;
+    return uv_timer_start(&d->housekeeping, on_housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);
+}
+
+static void close_all_handles(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    close_handle(h);
+}
+
+int daemon_run(const char *config_path, struct config *cfg, char *const *envp)
+{
+    struct daemon d = {.config_path = config_path, .cfg = cfg, .envp = envp};
+    int err = init_loop(&d);
+    if (err != 0) {
+        fprintf(stderr, "orderd: cannot start the event loop: %s\n", uv_strerror(err));
+        return 2;
+    }
+    err = start_all(&d);
+    if (err != 0) {
+        stop_all(&d);
+        uv_walk(&d.loop, close_all_handles, NULL);
+        uv_run(&d.loop, UV_RUN_DEFAULT);
+        uv_loop_close(&d.loop);
+        return 2;
+    }
+    log_info(NULL, "orderd %s listening on %s:%u (database %s, durability %s, %u workers)",
+             ORDERD_VERSION, cfg->listen_host, http_server_port(d.http), cfg->storage_path,
+             cfg->durability == DURABILITY_FULL ? "full" : "normal", cfg->worker_count);
+    notify_send("READY=1");
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&d.loop);
+    return 0;
+}

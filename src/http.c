@@ -1,0 +1,823 @@
+/*
+ * http.c — the embedded HTTP server (see http.h).
+ *
+ * Threading model, chosen on purpose: MHD's internal epoll thread pool
+ * (MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, threads = CPUs) with
+ * MHD_ALLOW_SUSPEND_RESUME. A pool thread parses, validates and routes; a
+ * POST /orders is then suspended while the committer makes it durable, so a
+ * handful of threads serve hundreds of connections that wait on fsync. A
+ * thread per connection would spend a stack per waiting client; a single
+ * thread would serialise JSON parsing.
+ *
+ * What this file owns: binding the listen socket, the route table, limits on
+ * bodies, the request state (struct http_request) from the first callback to
+ * MHD's completion notice, the common reply headers, problem+json, and the
+ * HTTP metrics. It knows nothing about orders.
+ *
+ * Threads: every function here runs on an MHD pool thread, except
+ * http_request_resume() and the http_reply_*() calls made on a suspended
+ * request (any thread; MHD is told through its inter-thread channel), and
+ * start/stop/draining (loop thread).
+ */
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bounds.h"
+#include "http.h"
+#include "ids.h"
+#include "log.h"
+
+#define REPLY_HEADERS_MAX 8
+
+struct reply_header {
+    char *name;
+    char *value;
+};
+
+struct http_request {
+    struct http_server *srv;
+    struct MHD_Connection *conn;
+    const struct http_route *route;  /* NULL: answered before routing */
+    enum metrics_route metric;
+    char method[16];
+    char *path;
+    char param[ID_ULID_LEN * 4];
+    char request_id[REQUEST_ID_MAX + 1];
+    struct trace_context trace;
+    char client[64];
+    double started;
+
+    char *body;
+    size_t body_len;
+    bool body_too_large;
+
+    /* reply */
+    bool replied;
+    unsigned status;
+    char *reply_body;
+    size_t reply_len;
+    enum MHD_ResponseMemoryMode reply_mode;
+    const char *content_type;
+    struct reply_header headers[REPLY_HEADERS_MAX];
+    size_t header_count;
+
+    bool suspended;               /* between suspend and the callback after resume */
+    bool queued;                  /* MHD_queue_response done */
+};
+
+struct http_server {
+    struct MHD_Daemon *mhd;
+    int listen_fd;
+    uint16_t port;
+    uint64_t max_body_bytes;
+    struct http_route *routes;
+    size_t route_count;
+    struct metrics *metrics;
+    http_authorize_fn authorize;
+    void *authorize_ctx;
+    http_rate_limit_fn rate_limit;
+    void *rate_limit_ctx;
+    char *tls_cert;
+    char *tls_key;
+    atomic_bool draining;
+    atomic_uint in_flight;
+};
+
+/* ---- accessors ------------------------------------------------------------ */
+
+const char *http_request_method(const struct http_request *req) { return req->method; }
+const char *http_request_path(const struct http_request *req) { return req->path; }
+const char *http_request_id(const struct http_request *req) { return req->request_id; }
+const char *http_request_client(const struct http_request *req) { return req->client; }
+
+const char *http_request_param(const struct http_request *req)
+{
+    return req->param[0] ? req->param : NULL;
+}
+
+const struct trace_context *http_request_trace(const struct http_request *req)
+{
+    return &req->trace;
+}
+
+const char *http_request_header(const struct http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_request_query(const struct http_request *req, const char *name, bool *present)
+{
+    const char *v = NULL;
+    size_t len = 0;
+    enum MHD_Result found =
+        MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, name, strlen(name), &v, &len);
+    if (present)
+        *present = found == MHD_YES;
+    return found == MHD_YES ? (v ? v : "") : NULL;
+}
+
+struct query_walk {
+    void (*fn)(void *arg, const char *name);
+    void *arg;
+};
+
+static enum MHD_Result query_walk_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    (void)kind;
+    (void)value;
+    struct query_walk *w = cls;
+    w->fn(w->arg, key);
+    return MHD_YES;
+}
+
+void http_request_query_names(const struct http_request *req,
+                              void (*fn)(void *arg, const char *name), void *arg)
+{
+    struct query_walk w = {fn, arg};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_walk_cb, &w);
+}
+
+const char *http_request_body(const struct http_request *req, size_t *len)
+{
+    *len = req->body_len;
+    return req->body ? req->body : "";
+}
+
+/* ---- replies -------------------------------------------------------------- */
+
+static void reply_reset_body(struct http_request *req)
+{
+    if (req->reply_mode == MHD_RESPMEM_MUST_FREE)
+        free(req->reply_body);
+    req->reply_body = NULL;
+    req->reply_len = 0;
+    req->reply_mode = MHD_RESPMEM_PERSISTENT;
+}
+
+void http_reply_json(struct http_request *req, unsigned status, char *json)
+{
+    reply_reset_body(req);
+    req->replied = true;
+    req->status = status;
+    req->content_type = "application/json";
+    if (json == NULL) {
+        req->status = 500;
+        static const char oom[] = "{\"title\":\"out of memory\"}";
+        req->reply_body = (char *)oom;
+        req->reply_len = sizeof(oom) - 1;
+        return;
+    }
+    req->reply_body = json;
+    req->reply_len = strlen(json);
+    req->reply_mode = MHD_RESPMEM_MUST_FREE;
+}
+
+void http_reply_owned(struct http_request *req, unsigned status, const char *content_type,
+                      char *body, size_t len)
+{
+    reply_reset_body(req);
+    req->replied = true;
+    req->status = status;
+    req->content_type = content_type;
+    req->reply_body = body;
+    req->reply_len = len;
+    req->reply_mode = MHD_RESPMEM_MUST_FREE;
+}
+
+void http_reply_static(struct http_request *req, unsigned status, const char *content_type,
+                       const char *body, size_t len)
+{
+    reply_reset_body(req);
+    req->replied = true;
+    req->status = status;
+    req->content_type = content_type;
+    req->reply_body = (char *)body;
+    req->reply_len = len;
+}
+
+void http_reply_copy(struct http_request *req, unsigned status, const char *content_type,
+                     const char *body, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (copy == NULL) {
+        http_reply_json(req, 500, NULL);
+        return;
+    }
+    memcpy(copy, body, len);
+    copy[len] = '\0';
+    reply_reset_body(req);
+    req->replied = true;
+    req->status = status;
+    req->content_type = content_type;
+    req->reply_body = copy;
+    req->reply_len = len;
+    req->reply_mode = MHD_RESPMEM_MUST_FREE;
+}
+
+void http_reply_header(struct http_request *req, const char *name, const char *value)
+{
+    if (req->header_count >= REPLY_HEADERS_MAX) {
+        log_error(NULL, "http: %s: too many reply headers, dropped %s", __func__, name);
+        return;
+    }
+    struct reply_header *h = &req->headers[req->header_count];
+    h->name = strdup(name);
+    h->value = strdup(value);
+    if (h->name == NULL || h->value == NULL) {
+        free(h->name);
+        free(h->value);
+        return;
+    }
+    req->header_count++;
+}
+
+static const char *status_title(unsigned status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+void http_reply_problem(struct http_request *req, unsigned status, const char *title,
+                        const char *detail, const struct field_error *errors, size_t n_errors)
+{
+    char type[64];
+    snprintf(type, sizeof(type), "https://orderd.dev/problems/%u", status);
+    json_t *p = json_object();
+    if (p == NULL) {
+        http_reply_json(req, 500, NULL);
+        return;
+    }
+    json_object_set_new(p, "type", json_string(type));
+    json_object_set_new(p, "title", json_string(title ? title : status_title(status)));
+    json_object_set_new(p, "status", json_integer(status));
+    json_object_set_new(p, "detail", json_string(detail ? detail : ""));
+    json_object_set_new(p, "instance", json_string(req->path ? req->path : "/"));
+    json_object_set_new(p, "request_id", json_string(req->request_id));
+    if (errors != NULL && n_errors > 0) {
+        json_t *arr = json_array();
+        for (size_t i = 0; arr && i < n_errors; i++)
+            json_array_append_new(arr, json_pack("{s:s, s:s}", "field", errors[i].field,
+                                                 "message", errors[i].message));
+        json_object_set_new(p, "errors", arr);
+    }
+    char *text = json_dumps(p, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(p);
+    http_reply_json(req, status, text);
+    req->content_type = "application/problem+json";
+}
+
+/* ---- request state -------------------------------------------------------- */
+
+static bool request_id_acceptable(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > REQUEST_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\')
+            return false;
+    }
+    return true;
+}
+
+static void request_identify(struct http_request *req)
+{
+    const char *given = http_request_header(req, "X-Request-Id");
+    if (given && request_id_acceptable(given))
+        snprintf(req->request_id, sizeof(req->request_id), "%s", given);
+    else if (ids_ulid_new(req->request_id) != 0)
+        snprintf(req->request_id, sizeof(req->request_id), "unknown");
+
+    struct trace_context incoming;
+    const char *tp = http_request_header(req, "traceparent");
+    int rc = tp && trace_parse(tp, &incoming) == 0 ? trace_child(&incoming, &req->trace)
+                                                   : trace_new(&req->trace);
+    if (rc != 0)
+        log_error(NULL, "http: cannot make a trace id: %s", strerror(-rc));
+}
+
+static void client_address(struct http_request *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(req->client, sizeof(req->client), "unknown");
+    if (ci == NULL || ci->client_addr == NULL)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, req->client,
+                  sizeof(req->client));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+                  req->client, sizeof(req->client));
+}
+
+static struct http_request *request_new(struct http_server *srv, struct MHD_Connection *conn,
+                                        const char *url, const char *method)
+{
+    struct http_request *req = calloc(1, sizeof(*req));
+    if (req == NULL)
+        return NULL;
+    req->path = strdup(url);
+    if (req->path == NULL) {
+        free(req);
+        return NULL;
+    }
+    req->srv = srv;
+    req->conn = conn;
+    req->metric = METRICS_ROUTE_OTHER;
+    req->started = ids_monotonic_seconds();
+    req->reply_mode = MHD_RESPMEM_PERSISTENT;
+    snprintf(req->method, sizeof(req->method), "%s", method);
+    request_identify(req);
+    client_address(req);
+    atomic_fetch_add(&srv->in_flight, 1);
+    return req;
+}
+
+static void request_free(struct http_request *req)
+{
+    reply_reset_body(req);
+    for (size_t i = 0; i < req->header_count; i++) {
+        free(req->headers[i].name);
+        free(req->headers[i].value);
+    }
+    free(req->body);
+    free(req->path);
+    free(req);
+}
+
+/* ---- routing -------------------------------------------------------------- */
+
+/* Matches path against pattern; captures {id} into param. */
+static bool pattern_match(const char *pattern, const char *path, char *param, size_t size)
+{
+    while (*pattern && *path) {
+        if (strncmp(pattern, "{id}", 4) == 0) {
+            size_t seg = strcspn(path, "/");
+            if (seg == 0 || seg >= size)
+                return false;
+            memcpy(param, path, seg);
+            param[seg] = '\0';
+            path += seg;
+            pattern += 4;
+            continue;
+        }
+        if (*pattern != *path)
+            return false;
+        pattern++;
+        path++;
+    }
+    return *pattern == '\0' && *path == '\0';
+}
+
+static bool method_matches(const char *route_method, const char *method)
+{
+    return strcmp(route_method, method) == 0 ||
+           (strcmp(route_method, "GET") == 0 && strcmp(method, "HEAD") == 0);
+}
+
+/*
+ * Finds the route for method+path. The first pattern that matches the path
+ * names the resource; when none of its methods fits, *allow lists them (405).
+ */
+static const struct http_route *route_find(const struct http_server *srv, struct http_request *req,
+                                           char *allow, size_t allow_size)
+{
+    const char *resource = NULL;
+    char param[sizeof(req->param)];
+    allow[0] = '\0';
+    for (size_t i = 0; i < srv->route_count; i++) {
+        const struct http_route *r = &srv->routes[i];
+        if (resource != NULL && strcmp(resource, r->pattern) != 0)
+            continue;
+        if (!pattern_match(r->pattern, req->path, param, sizeof(param)))
+            continue;
+        resource = r->pattern;
+        req->metric = r->metric;
+        if (method_matches(r->method, req->method)) {
+            memcpy(req->param, param, sizeof(param));
+            return r;
+        }
+        size_t used = strlen(allow);
+        snprintf(allow + used, allow_size - used, "%s%s%s", used ? ", " : "", r->method,
+                 strcmp(r->method, "GET") == 0 ? ", HEAD" : "");
+    }
+    return NULL;
+}
+
+/* ---- queueing the reply ---------------------------------------------------- */
+
+static enum MHD_Result queue_reply(struct http_request *req)
+{
+    if (!req->replied) {
+        log_error(NULL, "http: %s %s: handler set no reply", req->method, req->path);
+        http_reply_problem(req, 500, NULL, "the handler produced no reply", NULL, 0);
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(req->reply_len, req->reply_body, req->reply_mode);
+    if (resp == NULL)
+        return MHD_NO;
+    /* MHD owns a MUST_FREE buffer now. */
+    req->reply_body = NULL;
+    req->reply_mode = MHD_RESPMEM_PERSISTENT;
+
+    char traceparent[TRACEPARENT_LEN + 1];
+    trace_format(&req->trace, traceparent);
+    bool ok = MHD_add_response_header(resp, "Content-Type", req->content_type) == MHD_YES &&
+              MHD_add_response_header(resp, "X-Request-Id", req->request_id) == MHD_YES &&
+              MHD_add_response_header(resp, "traceparent", traceparent) == MHD_YES &&
+              MHD_add_response_header(resp, "Cache-Control", "no-store") == MHD_YES;
+    for (size_t i = 0; ok && i < req->header_count; i++)
+        ok = MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value) == MHD_YES;
+    if (ok && atomic_load(&req->srv->draining))
+        ok = MHD_add_response_header(resp, "Connection", "close") == MHD_YES;
+    if (!ok)
+        log_error(NULL, "http: %s: cannot add a reply header", __func__);
+    enum MHD_Result r = MHD_queue_response(req->conn, req->status, resp);
+    MHD_destroy_response(resp);
+    req->queued = true;
+    return r;
+}
+
+static void reply_retry_after(struct http_request *req, unsigned status, const char *title,
+                              const char *detail, unsigned seconds)
+{
+    char v[16];
+    snprintf(v, sizeof(v), "%u", seconds);
+    http_reply_header(req, "Retry-After", v);
+    http_reply_problem(req, status, title, detail, NULL, 0);
+}
+
+/* ---- the first callback: route, limits, access ---------------------------- */
+
+static bool draining_applies(const struct http_request *req)
+{
+    return req->metric != METRICS_ROUTE_HEALTHZ && req->metric != METRICS_ROUTE_READYZ &&
+           req->metric != METRICS_ROUTE_METRICS;
+}
+
+static bool content_type_is_json(const char *ct)
+{
+    if (ct == NULL)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strlen("application/json");
+    if (strncasecmp(ct, "application/json", n) != 0)
+        return false;
+    ct += n;
+    while (*ct == ' ')
+        ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
+/* Checks that need only the headers. Sets a reply when the request stops here. */
+static void request_admit(struct http_server *srv, struct http_request *req)
+{
+    char allow[128];
+    req->route = route_find(srv, req, allow, sizeof(allow));
+    if (atomic_load(&srv->draining) && draining_applies(req)) {
+        reply_retry_after(req, 503, "Service Unavailable", "orderd is shutting down",
+                          HTTP_RETRY_AFTER_S);
+        return;
+    }
+    if (req->route == NULL) {
+        if (allow[0] != '\0') {
+            http_reply_header(req, "Allow", allow);
+            http_reply_problem(req, 405, NULL, "method not allowed on this resource", NULL, 0);
+        } else {
+            req->metric = METRICS_ROUTE_OTHER;
+            http_reply_problem(req, 404, NULL, "no such resource", NULL, 0);
+        }
+        return;
+    }
+    const struct http_route *r = req->route;
+    if (r->scope != HTTP_SCOPE_NONE && srv->authorize != NULL) {
+        unsigned code = srv->authorize(srv->authorize_ctx, http_request_header(req, "Authorization"),
+                                       r->scope, req->client, sizeof(req->client));
+        if (code == 401) {
+            http_reply_header(req, "WWW-Authenticate", "Bearer realm=\"orderd\"");
+            http_reply_problem(req, 401, NULL, "a valid API key is required", NULL, 0);
+            return;
+        }
+        if (code != 0) {
+            http_reply_problem(req, 403, NULL, "this API key lacks the scope for this route",
+                               NULL, 0);
+            return;
+        }
+    }
+    if (r->scope != HTTP_SCOPE_NONE && srv->rate_limit != NULL) {
+        unsigned wait = srv->rate_limit(srv->rate_limit_ctx, req->client);
+        if (wait > 0) {
+            reply_retry_after(req, 429, NULL, "rate limit exceeded", wait);
+            return;
+        }
+    }
+    if (!r->takes_body)
+        return;
+    const char *cl = http_request_header(req, "Content-Length");
+    if (cl != NULL) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (errno == 0 && end != cl && *end == '\0' && n > srv->max_body_bytes) {
+            char detail[96];
+            snprintf(detail, sizeof(detail), "the body must be at most %llu bytes",
+                     (unsigned long long)srv->max_body_bytes);
+            http_reply_problem(req, 413, NULL, detail, NULL, 0);
+            return;
+        }
+    }
+    if (!content_type_is_json(http_request_header(req, "Content-Type")))
+        http_reply_problem(req, 415, NULL, "the body must be application/json", NULL, 0);
+}
+
+/* Appends a chunk of the body; past the limit stops keeping it (413 later). */
+static void body_append(struct http_server *srv, struct http_request *req, const char *data,
+                        size_t size)
+{
+    if (req->body_too_large)
+        return;
+    if (req->body_len + size > srv->max_body_bytes) {
+        req->body_too_large = true;
+        free(req->body);
+        req->body = NULL;
+        req->body_len = 0;
+        return;
+    }
+    char *grown = realloc(req->body, req->body_len + size + 1);
+    if (grown == NULL) {
+        req->body_too_large = true; /* answered as 413: we cannot hold it */
+        return;
+    }
+    memcpy(grown + req->body_len, data, size);
+    req->body = grown;
+    req->body_len += size;
+    req->body[req->body_len] = '\0';
+}
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    (void)version;
+    struct http_server *srv = cls;
+    struct http_request *req = *con_cls;
+
+    if (req == NULL) {
+        req = request_new(srv, conn, url, method);
+        if (req == NULL)
+            return MHD_NO;
+        *con_cls = req;
+        request_admit(srv, req);
+        return req->replied ? queue_reply(req) : MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (!req->queued && req->route && req->route->takes_body)
+            body_append(srv, req, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (req->queued)
+        return MHD_YES;
+    if (req->suspended) {
+        /* Resumed: the reply was set by the thread that resumed us. */
+        req->suspended = false;
+        return queue_reply(req);
+    }
+    if (req->body_too_large) {
+        char detail[96];
+        snprintf(detail, sizeof(detail), "the body must be at most %llu bytes",
+                 (unsigned long long)srv->max_body_bytes);
+        http_reply_problem(req, 413, NULL, detail, NULL, 0);
+        return queue_reply(req);
+    }
+    req->route->handler(req, req->route->ctx);
+    if (req->suspended)
+        return MHD_YES;
+    return queue_reply(req);
+}
+
+void http_request_suspend(struct http_request *req)
+{
+    assert(!req->suspended);
+    req->suspended = true;
+    MHD_suspend_connection(req->conn);
+}
+
+void http_request_resume(struct http_request *req)
+{
+    assert(req->suspended && req->replied);
+    MHD_resume_connection(req->conn);
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    struct http_server *srv = cls;
+    struct http_request *req = *con_cls;
+    if (req == NULL)
+        return;
+    double took = ids_monotonic_seconds() - req->started;
+    unsigned status = req->queued ? req->status : 499; /* client went away first */
+    metrics_http_observe(srv->metrics, req->metric, status, took);
+    struct log_ctx lc = {req->request_id, req->trace.trace_id, NULL};
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        log_debug(&lc, "http: %s %s ended early (%d)", req->method, req->path, (int)toe);
+    if (status >= 500)
+        log_warn(&lc, "http: %s %s -> %u in %.3f ms", req->method, req->path, status, took * 1e3);
+    else
+        log_debug(&lc, "http: %s %s -> %u in %.3f ms", req->method, req->path, status, took * 1e3);
+    request_free(req);
+    *con_cls = NULL;
+    atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    line[strcspn(line, "\n")] = '\0';
+    log_warn(NULL, "http: libmicrohttpd: %s", line);
+}
+
+/* ---- listen socket -------------------------------------------------------- */
+
+static int bind_listen(const char *host, uint16_t port, int *fd_out, uint16_t *port_out)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char service[8];
+    snprintf(service, sizeof(service), "%u", port);
+    int rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0) {
+        log_error(NULL, "http: cannot resolve listen address %s: %s", host, gai_strerror(rc));
+        return -EINVAL;
+    }
+    int err = -EADDRNOTAVAIL;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+            err = -errno;
+            continue;
+        }
+        int one = 1;
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+            bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+            err = -errno;
+            close(fd);
+            continue;
+        }
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+            err = -errno;
+            close(fd);
+            continue;
+        }
+        *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                   : ((struct sockaddr_in *)&ss)->sin_port);
+        *fd_out = fd;
+        freeaddrinfo(res);
+        return 0;
+    }
+    freeaddrinfo(res);
+    log_error(NULL, "http: cannot listen on %s:%u: %s", host, port, strerror(-err));
+    return err;
+}
+
+/* ---- start / stop --------------------------------------------------------- */
+
+static int copy_routes(struct http_server *srv, const struct http_options *o)
+{
+    srv->routes = calloc(o->route_count, sizeof(*srv->routes));
+    if (srv->routes == NULL)
+        return -ENOMEM;
+    memcpy(srv->routes, o->routes, o->route_count * sizeof(*srv->routes));
+    srv->route_count = o->route_count;
+    return 0;
+}
+
+static struct MHD_Daemon *start_mhd(struct http_server *srv, const struct http_options *o)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (srv->tls_cert)
+        flags |= MHD_USE_TLS;
+    struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL},
+        {MHD_OPTION_LISTEN_SOCKET, srv->listen_fd, NULL},
+        {MHD_OPTION_THREAD_POOL_SIZE, o->threads, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, o->max_connections, NULL},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_connections_per_ip, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_HEADER_BYTES_MAX * 2, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed_cb, srv},
+        {srv->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, srv->tls_cert},
+        {srv->tls_cert ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, srv->tls_key},
+        {srv->tls_cert ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, 0,
+         "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    return MHD_start_daemon(flags, 0, NULL, NULL, access_cb, srv, MHD_OPTION_ARRAY, opts,
+                            MHD_OPTION_END);
+}
+
+int http_server_start(const struct http_options *o, struct http_server **out)
+{
+    struct http_server *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL)
+        return -ENOMEM;
+    srv->listen_fd = -1;
+    srv->max_body_bytes = o->max_body_bytes;
+    srv->metrics = o->metrics;
+    srv->authorize = o->authorize;
+    srv->authorize_ctx = o->authorize_ctx;
+    srv->rate_limit = o->rate_limit;
+    srv->rate_limit_ctx = o->rate_limit_ctx;
+    int err = copy_routes(srv, o);
+    if (err != 0)
+        goto fail;
+    if (o->tls_cert_pem) {
+        srv->tls_cert = strdup(o->tls_cert_pem);
+        srv->tls_key = strdup(o->tls_key_pem);
+        if (srv->tls_cert == NULL || srv->tls_key == NULL) {
+            err = -ENOMEM;
+            goto fail;
+        }
+    }
+    err = bind_listen(o->host, o->port, &srv->listen_fd, &srv->port);
+    if (err != 0)
+        goto fail;
+    srv->mhd = start_mhd(srv, o);
+    if (srv->mhd == NULL) {
+        log_error(NULL, "http: libmicrohttpd did not start on %s:%u", o->host, srv->port);
+        err = -EIO;
+        goto fail;
+    }
+    srv->listen_fd = -1; /* MHD closes it in MHD_stop_daemon() */
+    *out = srv;
+    return 0;
+fail:
+    http_server_stop(srv);
+    return err;
+}
+
+uint16_t http_server_port(const struct http_server *srv) { return srv->port; }
+
+void http_server_set_draining(struct http_server *srv) { atomic_store(&srv->draining, true); }
+
+bool http_server_draining(const struct http_server *srv) { return atomic_load(&srv->draining); }
+
+unsigned http_server_in_flight(const struct http_server *srv)
+{
+    return atomic_load(&srv->in_flight);
+}
+
+void http_server_stop(struct http_server *srv)
+{
+    if (srv == NULL)
+        return;
+    if (srv->mhd)
+        MHD_stop_daemon(srv->mhd);
+    if (srv->listen_fd >= 0)
+        close(srv->listen_fd);
+    if (srv->tls_key) {
+        explicit_bzero(srv->tls_key, strlen(srv->tls_key));
+        free(srv->tls_key);
+    }
+    free(srv->tls_cert);
+    free(srv->routes);
+    free(srv);
+}

@@ -1,0 +1,153 @@
+/*
+ * ids.c — identifiers: random bytes from getrandom(2), ULIDs, random hex, and
+ * the two clocks every module reads.
+ *
+ * A ULID is 128 bits: 48 bits of Unix milliseconds, big-endian, then 80 random
+ * bits, written as 26 Crockford base32 characters (the first carries only
+ * 3 bits, so it is 0..7). Ids sort by time to the millisecond; within one
+ * millisecond they are random, never incremented, so one id does not reveal
+ * the next.
+ *
+ * No state; getrandom and clock_gettime are thread-safe. Any thread.
+ */
+#include "ids.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define ULID_TIME_CHARS 10
+#define ULID_RANDOM_BYTES 10
+#define ULID_TIME_MAX ((UINT64_C(1) << 48) - 1)
+
+static const char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+static const char hex_digits[] = "0123456789abcdef";
+
+int ids_random_bytes(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+
+    while (n > 0) {
+        ssize_t got = getrandom(p, n, 0);
+
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += got;
+        n -= (size_t)got;
+    }
+    return 0;
+}
+
+/* Value of a Crockford character, or -1 (upper case only, no I L O U). */
+static int crockford_value(char c)
+{
+    const char *at;
+
+    if (c == '\0')
+        return -1;
+    at = strchr(crockford, c);
+    return at == NULL ? -1 : (int)(at - crockford);
+}
+
+/* 80 bits -> 16 characters, 5 bits at a time, most significant first. */
+static void encode_random(const unsigned char bytes[ULID_RANDOM_BYTES], char out[16])
+{
+    unsigned int acc = 0, bits = 0;
+    size_t o = 0;
+
+    for (size_t i = 0; i < ULID_RANDOM_BYTES; i++) {
+        acc = (acc << 8) | bytes[i];
+        bits += 8;
+        while (bits >= 5) {
+            bits -= 5;
+            out[o++] = crockford[(acc >> bits) & 31];
+        }
+    }
+}
+
+int ids_ulid_at(uint64_t ms, char out[ID_ULID_LEN + 1])
+{
+    unsigned char rnd[ULID_RANDOM_BYTES];
+    int rc;
+
+    if (ms > ULID_TIME_MAX)
+        return -ERANGE;
+    rc = ids_random_bytes(rnd, sizeof(rnd));
+    if (rc != 0)
+        return rc;
+    for (int i = ULID_TIME_CHARS - 1; i >= 0; i--) {
+        out[i] = crockford[ms & 31];
+        ms >>= 5;
+    }
+    encode_random(rnd, out + ULID_TIME_CHARS);
+    out[ID_ULID_LEN] = '\0';
+    return 0;
+}
+
+int ids_ulid_new(char out[ID_ULID_LEN + 1])
+{
+    return ids_ulid_at((uint64_t)ids_now_ms(), out);
+}
+
+bool ids_ulid_valid(const char *s)
+{
+    if (s == NULL || s[0] < '0' || s[0] > '7')
+        return false;
+    for (size_t i = 0; i < ID_ULID_LEN; i++)
+        if (crockford_value(s[i]) < 0)
+            return false;
+    return s[ID_ULID_LEN] == '\0';
+}
+
+uint64_t ids_ulid_time_ms(const char *ulid)
+{
+    uint64_t ms = 0;
+
+    for (size_t i = 0; i < ULID_TIME_CHARS; i++) {
+        int d = crockford_value(ulid[i]);
+
+        if (d < 0)
+            return 0;
+        ms = (ms << 5) | (uint64_t)d;
+    }
+    return ms;
+}
+
+int ids_random_hex(char *out, size_t n_bytes)
+{
+    unsigned char chunk[32];
+
+    for (size_t done = 0; done < n_bytes;) {
+        size_t n = n_bytes - done < sizeof(chunk) ? n_bytes - done : sizeof(chunk);
+        int rc = ids_random_bytes(chunk, n);
+
+        if (rc != 0)
+            return rc;
+        for (size_t i = 0; i < n; i++, done++) {
+            out[2 * done] = hex_digits[chunk[i] >> 4];
+            out[2 * done + 1] = hex_digits[chunk[i] & 15];
+        }
+    }
+    out[2 * n_bytes] = '\0';
+    return 0;
+}
+
+int64_t ids_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+double ids_monotonic_seconds(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}

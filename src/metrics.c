@@ -1,0 +1,607 @@
+/*
+ * metrics.c — counters, histograms and the Prometheus text exposition (0.0.4).
+ *
+ * Owns: struct metrics, made once by main and handed to the modules that
+ * count: the order counters, the HTTP request counters indexed by
+ * [route][status - 100], two histograms (HTTP request duration per route, and
+ * processing duration), the build-info labels and the scrape-time gauge
+ * callback. Leaves to others: what the queue gauges are (storage answers
+ * through the callback) and serving the text (the HTTP module calls
+ * metrics_render()).
+ *
+ * Threads: every function is safe from any thread. Updates are single relaxed
+ * atomic adds, lock-free and wait-free: a histogram keeps one atomic per
+ * bucket (not cumulative; cumulated at render), its count is the sum of its
+ * buckets so `le="+Inf"` always equals `_count`, and its sum is an atomic
+ * count of nanoseconds. Only the build-info strings and the callback, set at
+ * start-up and read at render, sit behind a mutex (never taken by an update).
+ *
+ * Invariant: every metric family in the exposition has # HELP and # TYPE,
+ * and its samples follow them contiguously. `promtool check metrics` finds
+ * nothing in the output (tests/unit/test_metrics.c checks this).
+ */
+#include "metrics.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define HTTP_STATUS_MIN 100
+#define HTTP_STATUS_MAX 599
+#define HTTP_STATUS_SLOTS (HTTP_STATUS_MAX - HTTP_STATUS_MIN + 1)
+#define MAX_OBSERVED_SECONDS 1e9 /* clamp, so nanoseconds fit in uint64 */
+#define RENDER_INITIAL_CAP 16384
+
+/* Upper bounds, seconds; the last bucket is +Inf. Text kept beside the value
+ * so that `le` prints exactly as written here. */
+static const double bucket_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                       0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                       1,      2.5,     5,      10};
+static const char *const bucket_labels[] = {"0.0001", "0.00025", "0.0005", "0.001",
+                                            "0.0025", "0.005",   "0.01",   "0.025",
+                                            "0.05",   "0.1",     "0.25",   "0.5",
+                                            "1",      "2.5",     "5",      "10"};
+#define BUCKET_FINITE (sizeof(bucket_bounds) / sizeof(bucket_bounds[0]))
+#define BUCKET_COUNT (BUCKET_FINITE + 1)
+
+struct histogram {
+    _Atomic uint64_t buckets[BUCKET_COUNT]; /* non-cumulative */
+    _Atomic uint64_t sum_ns;
+};
+
+struct metrics {
+    _Atomic uint64_t counters[METRICS_COUNTER_COUNT];
+    _Atomic uint64_t http_requests[METRICS_ROUTE_COUNT][HTTP_STATUS_SLOTS];
+    struct histogram http_duration[METRICS_ROUTE_COUNT];
+    struct histogram processing;
+
+    pthread_mutex_t lock; /* guards the fields below */
+    metrics_gauge_fn gauge_fn;
+    void *gauge_arg;
+    char *version;
+    char *sqlite_version;
+};
+
+static const char *const route_labels[METRICS_ROUTE_COUNT] = {
+    [METRICS_ROUTE_ORDERS] = "/orders",
+    [METRICS_ROUTE_ORDER] = "/orders/{id}",
+    [METRICS_ROUTE_HEALTHZ] = "/healthz",
+    [METRICS_ROUTE_READYZ] = "/readyz",
+    [METRICS_ROUTE_METRICS] = "/metrics",
+    [METRICS_ROUTE_STATUS_PAGE] = "/",
+    [METRICS_ROUTE_STATUS_JSON] = "/status.json",
+    [METRICS_ROUTE_ADMIN_DLQ] = "/admin/dlq",
+    [METRICS_ROUTE_ADMIN_DLQ_ITEM] = "/admin/dlq/{id}",
+    [METRICS_ROUTE_ADMIN_REDRIVE] = "/admin/dlq/{id}/redrive",
+    [METRICS_ROUTE_ADMIN_REDRIVE_ALL] = "/admin/dlq/redrive",
+    [METRICS_ROUTE_OTHER] = "other",
+};
+
+static const struct {
+    const char *name;
+    const char *help;
+} counter_info[METRICS_COUNTER_COUNT] = {
+    [METRICS_ORDERS_RECEIVED] = {"orderd_orders_received_total",
+                                 "Orders accepted by POST /orders (idempotent replays excluded)."},
+    [METRICS_ORDERS_PROCESSED] = {"orderd_orders_processed_total",
+                                  "Orders completed by a worker."},
+    [METRICS_ORDERS_FAILED] = {"orderd_orders_failed_total",
+                               "Processing attempts that failed."},
+    [METRICS_ORDERS_DEAD_LETTERED] = {"orderd_orders_dead_lettered_total",
+                                      "Orders moved to the dead-letter table."},
+};
+
+static const char unknown_label[] = "unknown";
+
+int metrics_new(struct metrics **out)
+{
+    struct metrics *m = calloc(1, sizeof(*m));
+
+    if (m == NULL)
+        return -ENOMEM;
+    /* calloc's zero bytes are valid zero atomics on every target we build for */
+    if (pthread_mutex_init(&m->lock, NULL) != 0) {
+        free(m);
+        return -ENOMEM;
+    }
+    *out = m;
+    return 0;
+}
+
+void metrics_free(struct metrics *m)
+{
+    if (m == NULL)
+        return;
+    pthread_mutex_destroy(&m->lock);
+    free(m->version);
+    free(m->sqlite_version);
+    free(m);
+}
+
+void metrics_set_gauge_source(struct metrics *m, metrics_gauge_fn fn, void *arg)
+{
+    pthread_mutex_lock(&m->lock);
+    m->gauge_fn = fn;
+    m->gauge_arg = arg;
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* Keeps the old values if a copy cannot be made (the function cannot fail). */
+void metrics_set_build_info(struct metrics *m, const char *version, const char *sqlite_version)
+{
+    char *v = strdup(version != NULL ? version : unknown_label);
+    char *s = strdup(sqlite_version != NULL ? sqlite_version : unknown_label);
+
+    if (v == NULL || s == NULL) {
+        free(v);
+        free(s);
+        return;
+    }
+    pthread_mutex_lock(&m->lock);
+    free(m->version);
+    free(m->sqlite_version);
+    m->version = v;
+    m->sqlite_version = s;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_counter_add(struct metrics *m, enum metrics_counter c, uint64_t n)
+{
+    if ((unsigned)c >= METRICS_COUNTER_COUNT)
+        return;
+    atomic_fetch_add_explicit(&m->counters[c], n, memory_order_relaxed);
+}
+
+uint64_t metrics_counter_get(const struct metrics *m, enum metrics_counter c)
+{
+    if ((unsigned)c >= METRICS_COUNTER_COUNT)
+        return 0;
+    return atomic_load_explicit(&m->counters[c], memory_order_relaxed);
+}
+
+static void histogram_observe(struct histogram *h, double seconds)
+{
+    size_t i = 0;
+
+    if (!(seconds >= 0)) /* negative or NaN: a clock step, count it as instant */
+        seconds = 0;
+    if (seconds > MAX_OBSERVED_SECONDS)
+        seconds = MAX_OBSERVED_SECONDS;
+    while (i < BUCKET_FINITE && seconds > bucket_bounds[i])
+        i++;
+    atomic_fetch_add_explicit(&h->buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_ns, (uint64_t)llround(seconds * 1e9),
+                              memory_order_relaxed);
+}
+
+/* A request with a status outside 100..599 is not counted (it cannot be on the wire). */
+void metrics_http_observe(struct metrics *m, enum metrics_route route, unsigned status,
+                          double seconds)
+{
+    if ((unsigned)route >= METRICS_ROUTE_COUNT)
+        route = METRICS_ROUTE_OTHER;
+    if (status < HTTP_STATUS_MIN || status > HTTP_STATUS_MAX)
+        return;
+    atomic_fetch_add_explicit(&m->http_requests[route][status - HTTP_STATUS_MIN], 1,
+                              memory_order_relaxed);
+    histogram_observe(&m->http_duration[route], seconds);
+}
+
+void metrics_processing_observe(struct metrics *m, double seconds)
+{
+    histogram_observe(&m->processing, seconds);
+}
+
+const char *metrics_route_label(enum metrics_route route)
+{
+    if ((unsigned)route >= METRICS_ROUTE_COUNT)
+        return route_labels[METRICS_ROUTE_OTHER];
+    return route_labels[route];
+}
+
+/* ---- rendering ------------------------------------------------------------ */
+
+/* A growing output buffer; after the first failed allocation every append is a no-op. */
+struct buf {
+    char *p;
+    size_t len;
+    size_t cap;
+    bool failed;
+};
+
+static bool buf_reserve(struct buf *b, size_t more)
+{
+    if (b->failed)
+        return false;
+    if (b->cap - b->len > more)
+        return true;
+    size_t cap = b->cap ? b->cap : RENDER_INITIAL_CAP;
+    while (cap - b->len <= more) {
+        if (cap > SIZE_MAX / 2) {
+            b->failed = true;
+            return false;
+        }
+        cap *= 2;
+    }
+    char *p = realloc(b->p, cap);
+    if (p == NULL) {
+        b->failed = true;
+        return false;
+    }
+    b->p = p;
+    b->cap = cap;
+    return true;
+}
+
+static void buf_add(struct buf *b, const char *s, size_t n)
+{
+    if (!buf_reserve(b, n))
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void buf_str(struct buf *b, const char *s)
+{
+    buf_add(b, s, strlen(s));
+}
+
+__attribute__((format(printf, 2, 3))) static void buf_printf(struct buf *b, const char *fmt, ...)
+{
+    char small[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->failed = true;
+        return;
+    }
+    if ((size_t)n < sizeof(small)) {
+        buf_add(b, small, (size_t)n);
+        return;
+    }
+    if (!buf_reserve(b, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+/* A label value: backslash, double quote and newline escaped. */
+static void buf_label_value(struct buf *b, const char *s)
+{
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p == '\\')
+            buf_add(b, "\\\\", 2);
+        else if (*p == '"')
+            buf_add(b, "\\\"", 2);
+        else if (*p == '\n')
+            buf_add(b, "\\n", 2);
+        else
+            buf_add(b, p, 1);
+    }
+}
+
+/*
+ * A float as Prometheus parses it: integers without a fraction, otherwise the
+ * shortest %g that reads back to the same double; NaN and +Inf/-Inf by name.
+ */
+static void format_double(char out[40], double v)
+{
+    if (isnan(v)) {
+        strcpy(out, "NaN");
+        return;
+    }
+    if (isinf(v)) {
+        strcpy(out, v > 0 ? "+Inf" : "-Inf");
+        return;
+    }
+    if (v == 0) {
+        strcpy(out, "0"); /* also -0 */
+        return;
+    }
+    if (v == trunc(v) && fabs(v) < 1e15) {
+        snprintf(out, 40, "%.0f", v);
+        return;
+    }
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(out, 40, "%.*g", prec, v);
+        if (prec == 17 || strtod(out, NULL) == v)
+            return;
+    }
+}
+
+static void buf_double(struct buf *b, double v)
+{
+    char s[40];
+
+    format_double(s, v);
+    buf_str(b, s);
+}
+
+static void family(struct buf *b, const char *name, const char *type, const char *help)
+{
+    buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One histogram's samples; route may be NULL (no labels). */
+static void render_histogram(struct buf *b, const char *name, const char *route,
+                             const struct histogram *h)
+{
+    uint64_t cumulative = 0;
+
+    for (size_t i = 0; i < BUCKET_COUNT; i++) {
+        cumulative += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
+        buf_printf(b, "%s_bucket{", name);
+        if (route != NULL) {
+            buf_str(b, "route=\"");
+            buf_label_value(b, route);
+            buf_str(b, "\",");
+        }
+        buf_printf(b, "le=\"%s\"} %" PRIu64 "\n",
+                   i < BUCKET_FINITE ? bucket_labels[i] : "+Inf", cumulative);
+    }
+    uint64_t sum_ns = atomic_load_explicit(&h->sum_ns, memory_order_relaxed);
+    const char *suffixes[] = {"_sum", "_count"};
+    for (int k = 0; k < 2; k++) {
+        buf_printf(b, "%s%s", name, suffixes[k]);
+        if (route != NULL) {
+            buf_str(b, "{route=\"");
+            buf_label_value(b, route);
+            buf_str(b, "\"}");
+        }
+        buf_str(b, " ");
+        if (k == 0)
+            buf_double(b, (double)sum_ns / 1e9);
+        else
+            buf_printf(b, "%" PRIu64, cumulative);
+        buf_str(b, "\n");
+    }
+}
+
+static uint64_t histogram_count(const struct histogram *h)
+{
+    uint64_t n = 0;
+
+    for (size_t i = 0; i < BUCKET_COUNT; i++)
+        n += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
+    return n;
+}
+
+static void render_counters(struct buf *b, const struct metrics *m)
+{
+    for (int c = 0; c < METRICS_COUNTER_COUNT; c++) {
+        family(b, counter_info[c].name, "counter", counter_info[c].help);
+        buf_printf(b, "%s %" PRIu64 "\n", counter_info[c].name,
+                   metrics_counter_get(m, (enum metrics_counter)c));
+    }
+}
+
+static void render_queue_gauges(struct buf *b, metrics_gauge_fn fn, void *arg)
+{
+    struct metrics_queue_gauges g = {0, 0, 0};
+    bool up = fn != NULL && fn(arg, &g) >= 0;
+
+    if (up) {
+        family(b, "orderd_queue_depth", "gauge", "Orders waiting in the queue.");
+        buf_printf(b, "orderd_queue_depth %" PRIu64 "\n", g.queue_depth);
+        family(b, "orderd_queue_oldest_age_seconds", "gauge",
+                "Age of the oldest order waiting in the queue (0 when empty).");
+        buf_str(b, "orderd_queue_oldest_age_seconds ");
+        buf_double(b, g.oldest_age_seconds);
+        buf_str(b, "\n");
+        family(b, "orderd_dlq_depth", "gauge", "Orders in the dead-letter table.");
+        buf_printf(b, "orderd_dlq_depth %" PRIu64 "\n", g.dlq_depth);
+    }
+    family(b, "orderd_storage_up", "gauge",
+           "Whether this scrape could read the queue gauges from storage (1) or not (0).");
+    buf_printf(b, "orderd_storage_up %d\n", up ? 1 : 0);
+}
+
+static void render_http(struct buf *b, const struct metrics *m)
+{
+    family(b, "orderd_http_requests_total", "counter",
+           "HTTP requests answered, by route template and status code.");
+    for (int r = 0; r < METRICS_ROUTE_COUNT; r++) {
+        for (int s = 0; s < HTTP_STATUS_SLOTS; s++) {
+            uint64_t n = atomic_load_explicit(&m->http_requests[r][s], memory_order_relaxed);
+            if (n == 0)
+                continue;
+            buf_str(b, "orderd_http_requests_total{route=\"");
+            buf_label_value(b, route_labels[r]);
+            buf_printf(b, "\",code=\"%d\"} %" PRIu64 "\n", s + HTTP_STATUS_MIN, n);
+        }
+    }
+    family(b, "orderd_http_request_duration_seconds", "histogram",
+           "Time to answer an HTTP request, by route template.");
+    for (int r = 0; r < METRICS_ROUTE_COUNT; r++) {
+        if (histogram_count(&m->http_duration[r]) != 0)
+            render_histogram(b, "orderd_http_request_duration_seconds", route_labels[r],
+                             &m->http_duration[r]);
+    }
+    family(b, "orderd_processing_duration_seconds", "histogram",
+           "Time taken by one processing attempt of an order, success or failure.");
+    render_histogram(b, "orderd_processing_duration_seconds", NULL, &m->processing);
+}
+
+static void render_build_info(struct buf *b, const char *version, const char *sqlite_version)
+{
+    family(b, "orderd_build_info", "gauge", "Build information; the value is always 1.");
+    buf_str(b, "orderd_build_info{version=\"");
+    buf_label_value(b, version);
+    buf_str(b, "\",sqlite_version=\"");
+    buf_label_value(b, sqlite_version);
+    buf_str(b, "\"} 1\n");
+}
+
+/* ---- process_* from /proc/self ------------------------------------------ */
+
+/* Reads a small /proc file into out (NUL-terminated); bytes read or -1. */
+static ssize_t read_small_file(const char *path, char *out, size_t size)
+{
+    FILE *f = fopen(path, "re");
+
+    if (f == NULL)
+        return -1;
+    size_t n = fread(out, 1, size - 1, f);
+    bool bad = ferror(f) != 0;
+    fclose(f);
+    if (bad)
+        return -1;
+    out[n] = '\0';
+    return (ssize_t)n;
+}
+
+/* Seconds since the epoch at boot, from the "btime" line of /proc/stat; 0 or -1. */
+static int read_boot_time(unsigned long long *btime)
+{
+    FILE *f = fopen("/proc/stat", "re");
+    char *line = NULL;
+    size_t cap = 0;
+    int rc = -1;
+
+    if (f == NULL)
+        return -1;
+    while (getline(&line, &cap, f) >= 0) {
+        if (sscanf(line, "btime %llu", btime) == 1) {
+            rc = 0;
+            break;
+        }
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+/* Open descriptors, the directory's own excluded; 0 or -1. */
+static int count_open_fds(uint64_t *n)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    uint64_t count = 0;
+
+    if (d == NULL)
+        return -1;
+    int self = dirfd(d);
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (atoi(e->d_name) == self)
+            continue;
+        count++;
+    }
+    closedir(d);
+    *n = count;
+    return 0;
+}
+
+static void sample_u64(struct buf *b, const char *name, const char *type, const char *help,
+                      uint64_t v)
+{
+    family(b, name, type, help);
+    buf_printf(b, "%s %" PRIu64 "\n", name, v);
+}
+
+static void sample_double(struct buf *b, const char *name, const char *type, const char *help,
+                         double v)
+{
+    family(b, name, type, help);
+    buf_printf(b, "%s ", name);
+    buf_double(b, v);
+    buf_str(b, "\n");
+}
+
+static void render_process(struct buf *b)
+{
+    char stat[1024];
+    long ticks = sysconf(_SC_CLK_TCK);
+    long page = sysconf(_SC_PAGESIZE);
+    unsigned long long utime, stime, starttime, vsize, btime;
+    long long rss;
+    const char *p = NULL;
+
+    if (read_small_file("/proc/self/stat", stat, sizeof(stat)) > 0)
+        p = strrchr(stat, ')'); /* the command name may hold spaces and ')' */
+    /* after ") ": state(3) ... utime(14) stime(15) ... starttime(22) vsize(23) rss(24) */
+    bool have_stat = p != NULL && ticks > 0 &&
+                     sscanf(p + 1,
+                            " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu"
+                            " %*d %*d %*d %*d %*d %*d %llu %llu %lld",
+                            &utime, &stime, &starttime, &vsize, &rss) == 5;
+
+    if (have_stat) {
+        sample_double(b, "process_cpu_seconds_total", "counter",
+                     "Total user and system CPU time spent in seconds.",
+                     (double)(utime + stime) / (double)ticks);
+        if (page > 0)
+            sample_u64(b, "process_resident_memory_bytes", "gauge",
+                      "Resident memory size in bytes.",
+                      rss > 0 ? (uint64_t)rss * (uint64_t)page : 0);
+        sample_u64(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+                  vsize);
+        if (read_boot_time(&btime) == 0)
+            sample_double(b, "process_start_time_seconds", "gauge",
+                         "Start time of the process since unix epoch in seconds.",
+                         (double)btime + (double)starttime / (double)ticks);
+    }
+
+    uint64_t fds;
+    if (count_open_fds(&fds) == 0)
+        sample_u64(b, "process_open_fds", "gauge", "Number of open file descriptors.", fds);
+
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        sample_u64(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+                  (uint64_t)rl.rlim_cur);
+}
+
+char *metrics_render(struct metrics *m, size_t *len)
+{
+    struct buf b = {NULL, 0, 0, false};
+    metrics_gauge_fn fn;
+    void *arg;
+    char *version = NULL, *sqlite_version = NULL;
+
+    /* copy what the lock guards, so the callback runs without it */
+    pthread_mutex_lock(&m->lock);
+    fn = m->gauge_fn;
+    arg = m->gauge_arg;
+    if (m->version != NULL) {
+        version = strdup(m->version);
+        sqlite_version = strdup(m->sqlite_version);
+        b.failed = version == NULL || sqlite_version == NULL;
+    }
+    pthread_mutex_unlock(&m->lock);
+
+    buf_reserve(&b, RENDER_INITIAL_CAP - 1);
+    render_counters(&b, m);
+    render_queue_gauges(&b, fn, arg);
+    render_http(&b, m);
+    render_build_info(&b, version != NULL ? version : unknown_label,
+                      sqlite_version != NULL ? sqlite_version : unknown_label);
+    render_process(&b);
+    free(version);
+    free(sqlite_version);
+
+    if (b.failed) {
+        free(b.p);
+        return NULL;
+    }
+    if (len != NULL)
+        *len = b.len;
+    return b.p;
+}

@@ -1,0 +1,365 @@
+/*
+ * order.c — the order model: parse a request body with jansson, validate it
+ * against SPEC "Validation", and write the canonical JSON that is stored.
+ *
+ * Parsing happens in three steps: a byte pre-scan that refuses deep nesting
+ * before jansson spends anything on it; jansson itself (duplicate keys,
+ * invalid UTF-8, \u0000, trailing bytes and oversized integers are all
+ * "malformed"); then a validation pass that records every broken rule without
+ * allocating. Only a body that passes is copied into struct order.
+ *
+ * Pure: no globals, no I/O. Safe on any thread.
+ */
+#include "order.h"
+
+#include <assert.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FIELD_LEN sizeof(((struct field_error *)0)->field)
+#define MESSAGE_LEN sizeof(((struct field_error *)0)->message)
+
+static const char *const top_keys[] = {"customer_id", "items", NULL};
+static const char *const item_keys[] = {"item", "quantity", NULL};
+
+/* Copies src into dst[size], cutting only at a UTF-8 character boundary. */
+static void copy_utf8(char *dst, size_t size, const char *src)
+{
+    size_t n = strlen(src);
+
+    if (n >= size) {
+        n = size - 1;
+        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+/* Records one error; past ORDER_FIELD_ERRORS_MAX the rest are dropped. */
+__attribute__((format(printf, 3, 4)))
+static void add_error(struct order_validation *v, const char *field, const char *fmt, ...)
+{
+    struct field_error *e;
+    va_list ap;
+
+    if (v->count >= ORDER_FIELD_ERRORS_MAX)
+        return;
+    e = &v->errors[v->count++];
+    copy_utf8(e->field, FIELD_LEN, field);
+    va_start(ap, fmt);
+    vsnprintf(e->message, MESSAGE_LEN, fmt, ap);
+    va_end(ap);
+}
+
+/* Counts [ and { outside strings; true once nesting passes the limit. */
+static bool nesting_too_deep(const char *p, size_t len)
+{
+    size_t depth = 0;
+    bool in_string = false, escaped = false;
+
+    for (size_t i = 0; i < len; i++) {
+        char c = p[i];
+
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > ORDER_JSON_DEPTH_MAX)
+                return true;
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return false;
+}
+
+/*
+ * jansson's text may quote raw input bytes (invalid UTF-8 among them); keep
+ * printable ASCII only so the message can itself be written as JSON.
+ */
+static void report_malformed(struct order_validation *v, const json_error_t *err)
+{
+    char text[JSON_ERROR_TEXT_LENGTH];
+    size_t i;
+
+    for (i = 0; i + 1 < sizeof(text) && err->text[i] != '\0'; i++) {
+        unsigned char c = (unsigned char)err->text[i];
+        text[i] = (c >= 0x20 && c < 0x7F) ? (char)c : '?';
+    }
+    text[i] = '\0';
+    add_error(v, "", "invalid JSON at line %d, column %d: %s", err->line, err->column, text);
+}
+
+/* Unicode code points in valid UTF-8: every byte that is not a continuation. */
+static size_t utf8_chars(const char *s, size_t bytes)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < bytes; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80)
+            n++;
+    return n;
+}
+
+/* C0 (U+0000–U+001F), DEL and C1 (U+0080–U+009F, encoded C2 80..C2 9F). */
+static bool has_control(const char *s, size_t bytes)
+{
+    for (size_t i = 0; i < bytes; i++) {
+        unsigned char c = (unsigned char)s[i];
+
+        if (c < 0x20 || c == 0x7F)
+            return true;
+        if (c == 0xC2 && i + 1 < bytes && (unsigned char)s[i + 1] <= 0x9F)
+            return true;
+    }
+    return false;
+}
+
+static void check_text(struct order_validation *v, const char *field, const json_t *value,
+                       size_t max_chars)
+{
+    const char *s;
+    size_t bytes;
+
+    if (value == NULL) {
+        add_error(v, field, "is required");
+        return;
+    }
+    if (!json_is_string(value)) {
+        add_error(v, field, "must be a string");
+        return;
+    }
+    s = json_string_value(value);
+    bytes = json_string_length(value);
+    if (bytes == 0) {
+        add_error(v, field, "must not be empty");
+        return;
+    }
+    if (utf8_chars(s, bytes) > max_chars)
+        add_error(v, field, "must be at most %zu characters", max_chars);
+    if (has_control(s, bytes))
+        add_error(v, field, "must not contain control characters");
+}
+
+static void check_quantity(struct order_validation *v, const char *field, const json_t *value)
+{
+    json_int_t q;
+
+    if (value == NULL) {
+        add_error(v, field, "is required");
+        return;
+    }
+    if (!json_is_integer(value)) {
+        add_error(v, field, "must be an integer");
+        return;
+    }
+    q = json_integer_value(value);
+    if (q < ORDER_QUANTITY_MIN || q > ORDER_QUANTITY_MAX)
+        add_error(v, field, "must be an integer from %d to %d", ORDER_QUANTITY_MIN,
+                  ORDER_QUANTITY_MAX);
+}
+
+static bool key_known(const char *key, const char *const *known)
+{
+    for (; *known != NULL; known++)
+        if (strcmp(key, *known) == 0)
+            return true;
+    return false;
+}
+
+/* One "unknown field" error per key of obj not in known; prefix is "" or "items[3].". */
+static void check_unknown(struct order_validation *v, json_t *obj, const char *const *known,
+                          const char *prefix)
+{
+    const char *key;
+    json_t *value;
+
+    json_object_foreach(obj, key, value) {
+        char field[FIELD_LEN + 1];
+
+        (void)value;
+        if (key_known(key, known))
+            continue;
+        /* One byte longer than field_error.field, so add_error sees the cut and
+         * backs off to a character boundary. */
+        snprintf(field, sizeof(field), "%s%s", prefix, key);
+        add_error(v, field, "unknown field");
+    }
+}
+
+static void check_item(struct order_validation *v, size_t index, json_t *entry)
+{
+    char field[FIELD_LEN], prefix[32];
+
+    if (!json_is_object(entry)) {
+        snprintf(field, sizeof(field), "items[%zu]", index);
+        add_error(v, field, "must be an object");
+        return;
+    }
+    snprintf(field, sizeof(field), "items[%zu].item", index);
+    check_text(v, field, json_object_get(entry, "item"), ORDER_ITEM_NAME_MAX);
+    snprintf(field, sizeof(field), "items[%zu].quantity", index);
+    check_quantity(v, field, json_object_get(entry, "quantity"));
+    snprintf(prefix, sizeof(prefix), "items[%zu].", index);
+    check_unknown(v, entry, item_keys, prefix);
+}
+
+static void check_items(struct order_validation *v, const json_t *items)
+{
+    size_t n;
+
+    if (items == NULL) {
+        add_error(v, "items", "is required");
+        return;
+    }
+    if (!json_is_array(items)) {
+        add_error(v, "items", "must be an array");
+        return;
+    }
+    n = json_array_size(items);
+    if (n == 0) {
+        add_error(v, "items", "must not be empty");
+        return;
+    }
+    if (n > ORDER_ITEMS_MAX) {
+        add_error(v, "items", "must have at most %d entries", ORDER_ITEMS_MAX);
+        return;
+    }
+    for (size_t i = 0; i < n && v->count < ORDER_FIELD_ERRORS_MAX; i++)
+        check_item(v, i, json_array_get(items, i));
+}
+
+static void check_order(struct order_validation *v, json_t *root)
+{
+    if (!json_is_object(root)) {
+        add_error(v, "", "must be a JSON object");
+        return;
+    }
+    check_text(v, "customer_id", json_object_get(root, "customer_id"), ORDER_CUSTOMER_ID_MAX);
+    check_items(v, json_object_get(root, "items"));
+    check_unknown(v, root, top_keys, "");
+}
+
+/* Copies a validated document into *out. 0 or ORDER_ENOMEM (out left empty). */
+static int build_order(json_t *root, struct order *out)
+{
+    json_t *items = json_object_get(root, "items");
+    size_t n = json_array_size(items);
+
+    out->customer_id = strdup(json_string_value(json_object_get(root, "customer_id")));
+    out->items = calloc(n, sizeof(*out->items));
+    if (out->customer_id == NULL || out->items == NULL)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        json_t *entry = json_array_get(items, i);
+
+        out->items[i].item = strdup(json_string_value(json_object_get(entry, "item")));
+        if (out->items[i].item == NULL)
+            goto fail;
+        out->items[i].quantity = (int)json_integer_value(json_object_get(entry, "quantity"));
+        out->item_count = i + 1;
+    }
+    return ORDER_OK;
+fail:
+    order_free(out);
+    return ORDER_ENOMEM;
+}
+
+int order_parse(const char *body, size_t len, struct order *out, struct order_validation *v)
+{
+    json_error_t err;
+    json_t *root;
+    int rc;
+
+    assert(out != NULL && v != NULL && (body != NULL || len == 0));
+    memset(out, 0, sizeof(*out));
+    v->count = 0;
+    if (nesting_too_deep(body, len)) {
+        add_error(v, "", "JSON nested deeper than %d levels", ORDER_JSON_DEPTH_MAX);
+        return ORDER_EMALFORMED;
+    }
+    root = json_loadb(len > 0 ? body : "", len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
+    if (root == NULL) {
+        if (json_error_code(&err) == json_error_out_of_memory)
+            return ORDER_ENOMEM;
+        report_malformed(v, &err);
+        return ORDER_EMALFORMED;
+    }
+    check_order(v, root);
+    rc = v->count > 0 ? ORDER_EINVALID : build_order(root, out);
+    json_decref(root);
+    return rc;
+}
+
+void order_free(struct order *o)
+{
+    if (o == NULL)
+        return;
+    for (size_t i = 0; i < o->item_count; i++)
+        free(o->items[i].item);
+    free(o->items);
+    free(o->customer_id);
+    memset(o, 0, sizeof(*o));
+}
+
+/* [{"item":..,"quantity":..},..] as a new reference; NULL on ENOMEM or bad UTF-8. */
+static json_t *items_to_json(const struct order *o)
+{
+    json_t *arr = json_array();
+
+    if (arr == NULL)
+        return NULL;
+    for (size_t i = 0; i < o->item_count; i++) {
+        json_t *entry = json_object();
+
+        if (entry == NULL || json_array_append_new(arr, entry) != 0 ||
+            json_object_set_new(entry, "item", json_string(o->items[i].item)) != 0 ||
+            json_object_set_new(entry, "quantity", json_integer(o->items[i].quantity)) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+/* Keys are set in canonical order; jansson keeps insertion order when dumping. */
+static char *dump(json_t *value)
+{
+    char *s;
+
+    if (value == NULL)
+        return NULL;
+    s = json_dumps(value, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(value);
+    return s;
+}
+
+char *order_canonical_json(const struct order *o)
+{
+    json_t *root = json_object();
+
+    if (root == NULL)
+        return NULL;
+    if (json_object_set_new(root, "customer_id", json_string(o->customer_id)) != 0 ||
+        json_object_set_new(root, "items", items_to_json(o)) != 0) {
+        json_decref(root);
+        return NULL;
+    }
+    return dump(root);
+}
+
+char *order_items_json(const struct order *o)
+{
+    return dump(items_to_json(o));
+}

@@ -1,0 +1,1429 @@
+/*
+ * store_sqlite.c — the embedded backend of store.h: orders, the queue and the
+ * dead letters in one SQLite file in WAL mode.
+ *
+ * SCHEMA (user_version 1)
+ *
+ *   orders(order_id PK, customer_id, items, status, attempts, created_at,
+ *          processed_at, last_error, traceparent)
+ *       One row per accepted order, written in the same transaction as its
+ *       queue message. status is 'queued' | 'completed' | 'dead_lettered';
+ *       "processing" is derived: a queued order whose message holds a live lease.
+ *   queue(seq PK, order_id UNIQUE, enqueued_at, visible_at, receive_count,
+ *         receipt, last_error)
+ *       One row per message not yet settled. seq gives the age order.
+ *   dead_letters(order_id PK, attempts, last_error, enqueued_at, dead_lettered_at)
+ *   idempotency_keys(key PK, request, response, order_id, created_at)
+ *   heartbeat(id PK, at) — the one row readiness probes write.
+ *
+ * STATES OF A MESSAGE AND EVERY TRANSITION (each one transaction)
+ *
+ *   enqueue      -> visible   orders row + queue row (+ idempotency key)
+ *   claim        visible -> leased: receive_count += 1, a fresh receipt,
+ *                visible_at = now + lease. A lease that runs out makes the
+ *                message visible again by itself (visible_at passes).
+ *   settle COMPLETED    leased -> gone: queue row deleted, orders row completed.
+ *   settle RETRY        leased -> visible at visible_at (backoff), receipt cleared.
+ *   settle DEAD_LETTER  leased -> dead_letters row, orders row dead_lettered.
+ *   claim of a message whose receive_count already reached max_receives (its
+ *                last lease expired): -> dead_letters, never delivered again.
+ *   release (drain)     leased -> visible now, receive_count -= 1.
+ *   redrive      dead_letters -> visible, receive_count 0, order queued again.
+ *
+ * INVARIANTS
+ *   - An order_id is in at most one of queue and dead_letters.
+ *   - settle and release act only when the receipt matches (fencing): a worker
+ *     whose lease ran out can never touch a newer delivery (STORE_ESTALE).
+ *   - queue_depth / dlq_depth (in memory) equal the row counts: they are
+ *     counted at open and changed only after the transaction that changed the
+ *     rows committed, under the write lock.
+ *
+ * THREADS AND CONNECTIONS
+ *   One writer connection guarded by write_lock: the committer and the
+ *   workers take turns, so SQLite never answers BUSY inside the process.
+ *   Intake commits run with synchronous=FULL when durability is full; worker
+ *   and admin transactions run with synchronous=NORMAL — in WAL mode a later
+ *   FULL commit syncs them too, and a lost settlement is only a redelivery.
+ *   Reads go to a small pool of read-only connections (WAL: never blocked).
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ids.h"
+#include "log.h"
+#include "store.h"
+
+#define SCHEMA_VERSION 1
+
+static const char schema_v1[] =
+    "CREATE TABLE orders ("
+    "  order_id TEXT PRIMARY KEY,"
+    "  customer_id TEXT NOT NULL,"
+    "  items TEXT NOT NULL,"
+    "  status TEXT NOT NULL CHECK (status IN ('queued','completed','dead_lettered')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  processed_at INTEGER,"
+    "  last_error TEXT,"
+    "  traceparent TEXT NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX orders_by_customer ON orders(customer_id, order_id);"
+    "CREATE INDEX orders_by_status ON orders(status, order_id);"
+    "CREATE TABLE queue ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  order_id TEXT NOT NULL UNIQUE,"
+    "  enqueued_at INTEGER NOT NULL,"
+    "  visible_at INTEGER NOT NULL,"
+    "  receive_count INTEGER NOT NULL DEFAULT 0,"
+    "  receipt INTEGER,"
+    "  last_error TEXT"
+    ");"
+    "CREATE INDEX queue_by_visible ON queue(visible_at);"
+    "CREATE TABLE dead_letters ("
+    "  order_id TEXT PRIMARY KEY,"
+    "  attempts INTEGER NOT NULL,"
+    "  last_error TEXT,"
+    "  enqueued_at INTEGER NOT NULL,"
+    "  dead_lettered_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE idempotency_keys ("
+    "  key TEXT PRIMARY KEY,"
+    "  request TEXT NOT NULL,"
+    "  response TEXT NOT NULL,"
+    "  order_id TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX idempotency_by_age ON idempotency_keys(created_at);"
+    "CREATE TABLE heartbeat (id INTEGER PRIMARY KEY, at INTEGER NOT NULL);";
+
+/* Statements of the writer connection, prepared once. */
+enum wstmt {
+    W_BEGIN,
+    W_COMMIT,
+    W_ROLLBACK,
+    W_SYNC_FULL,
+    W_SYNC_NORMAL,
+    W_INSERT_ORDER,
+    W_INSERT_QUEUE,
+    W_INSERT_IDEM,
+    W_CLAIM,
+    W_ORDER_FOR_MESSAGE,
+    W_COMPLETE_DELETE,
+    W_COMPLETE_ORDER,
+    W_RETRY,
+    W_DLQ_DELETE_QUEUE,
+    W_DLQ_INSERT,
+    W_DLQ_ORDER,
+    W_RELEASE,
+    W_REDRIVE_DELETE,
+    W_REDRIVE_QUEUE,
+    W_REDRIVE_ORDER,
+    W_REDRIVE_NEXT,
+    W_DLQ_DELETE,
+    W_IDEM_PRUNE,
+    W_HEARTBEAT,
+    W_COUNT
+};
+
+static const char *const wstmt_sql[W_COUNT] = {
+    [W_BEGIN] = "BEGIN IMMEDIATE",
+    [W_COMMIT] = "COMMIT",
+    [W_ROLLBACK] = "ROLLBACK",
+    [W_SYNC_FULL] = "PRAGMA synchronous=FULL",
+    [W_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+    [W_INSERT_ORDER] = "INSERT INTO orders(order_id, customer_id, items, status, created_at, "
+                       "traceparent) VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
+    [W_INSERT_QUEUE] = "INSERT INTO queue(order_id, enqueued_at, visible_at) VALUES (?1, ?2, ?2)",
+    /* An expired key may be taken again; a live one may not (changes() = 0). */
+    [W_INSERT_IDEM] = "INSERT INTO idempotency_keys(key, request, response, order_id, created_at) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO UPDATE SET "
+                      "request=excluded.request, response=excluded.response, "
+                      "order_id=excluded.order_id, created_at=excluded.created_at "
+                      "WHERE idempotency_keys.created_at < ?6",
+    [W_CLAIM] = "UPDATE queue SET receive_count = receive_count + 1, receipt = ?1, "
+                "visible_at = ?2 + ?3 WHERE seq IN (SELECT seq FROM queue WHERE visible_at <= ?2 "
+                "ORDER BY visible_at LIMIT ?4) "
+                "RETURNING order_id, receive_count, enqueued_at, last_error",
+    [W_ORDER_FOR_MESSAGE] = "SELECT customer_id, items, traceparent, created_at FROM orders "
+                            "WHERE order_id = ?1",
+    [W_COMPLETE_DELETE] = "DELETE FROM queue WHERE order_id = ?1 AND receipt = ?2",
+    [W_COMPLETE_ORDER] = "UPDATE orders SET status='completed', attempts=?2, processed_at=?3, "
+                         "last_error=NULL WHERE order_id=?1",
+    [W_RETRY] = "UPDATE queue SET receipt = NULL, visible_at = ?3, last_error = ?4 "
+                "WHERE order_id = ?1 AND receipt = ?2",
+    [W_DLQ_DELETE_QUEUE] = "DELETE FROM queue WHERE order_id = ?1 AND receipt = ?2 "
+                           "RETURNING enqueued_at",
+    [W_DLQ_INSERT] = "INSERT INTO dead_letters(order_id, attempts, last_error, enqueued_at, "
+                     "dead_lettered_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [W_DLQ_ORDER] = "UPDATE orders SET status='dead_lettered', attempts=?2, last_error=?3 "
+                    "WHERE order_id=?1",
+    [W_RELEASE] = "UPDATE queue SET receipt = NULL, visible_at = ?3, "
+                  "receive_count = max(receive_count - 1, 0) WHERE order_id = ?1 AND receipt = ?2",
+    [W_REDRIVE_DELETE] = "DELETE FROM dead_letters WHERE order_id = ?1",
+    [W_REDRIVE_QUEUE] = "INSERT INTO queue(order_id, enqueued_at, visible_at) VALUES (?1, ?2, ?2)",
+    [W_REDRIVE_ORDER] = "UPDATE orders SET status='queued', attempts=0 WHERE order_id=?1",
+    [W_REDRIVE_NEXT] = "SELECT order_id FROM dead_letters LIMIT 500",
+    [W_DLQ_DELETE] = "DELETE FROM dead_letters WHERE order_id = ?1",
+    [W_IDEM_PRUNE] = "DELETE FROM idempotency_keys WHERE created_at < ?1",
+    [W_HEARTBEAT] = "INSERT INTO heartbeat(id, at) VALUES (1, ?1) "
+                    "ON CONFLICT(id) DO UPDATE SET at=excluded.at",
+};
+
+/* Statements of a reader connection. */
+enum rstmt {
+    R_GET_ORDER,
+    R_LIST_ALL,
+    R_LIST_CUSTOMER,
+    R_LIST_STATUS,
+    R_LIST_BOTH,
+    R_IDEM_GET,
+    R_OLDEST,
+    R_NEXT_VISIBLE,
+    R_DLQ_LIST,
+    R_COUNT
+};
+
+/* Status as the API shows it: 'processing' is a queued order under a live lease. */
+#define ORDER_COLUMNS                                                                     \
+    "o.order_id, o.customer_id, o.items, "                                                \
+    "CASE WHEN o.status = 'queued' AND q.receipt IS NOT NULL AND q.visible_at > ?1 "      \
+    "THEN 'processing' ELSE o.status END AS st, "                                         \
+    "CASE WHEN o.status = 'queued' THEN coalesce(q.receive_count, 0) ELSE o.attempts END, " \
+    "o.created_at, o.processed_at, coalesce(q.last_error, o.last_error), o.traceparent "  \
+    "FROM orders o LEFT JOIN queue q ON q.order_id = o.order_id "
+
+/* ?1 now, ?2 cursor (or NULL), ?3 limit, ?4 customer, ?5 stored status, ?6 shown status */
+#define LIST_TAIL                                                                         \
+    " AND (?2 IS NULL OR o.order_id < ?2) AND (?6 IS NULL OR st = ?6) "                   \
+    "ORDER BY o.order_id DESC LIMIT ?3"
+
+static const char *const rstmt_sql[R_COUNT] = {
+    [R_GET_ORDER] = "SELECT " ORDER_COLUMNS "WHERE o.order_id = ?2",
+    [R_LIST_ALL] = "SELECT " ORDER_COLUMNS "WHERE 1" LIST_TAIL,
+    [R_LIST_CUSTOMER] = "SELECT " ORDER_COLUMNS "WHERE o.customer_id = ?4" LIST_TAIL,
+    [R_LIST_STATUS] = "SELECT " ORDER_COLUMNS "WHERE o.status = ?5" LIST_TAIL,
+    [R_LIST_BOTH] = "SELECT " ORDER_COLUMNS "WHERE o.customer_id = ?4 AND o.status = ?5" LIST_TAIL,
+    [R_IDEM_GET] = "SELECT request, response, order_id FROM idempotency_keys "
+                   "WHERE key = ?1 AND created_at >= ?2",
+    [R_OLDEST] = "SELECT enqueued_at FROM queue ORDER BY seq LIMIT 1",
+    [R_NEXT_VISIBLE] = "SELECT min(visible_at) FROM queue",
+    [R_DLQ_LIST] = "SELECT d.order_id, o.customer_id, o.items, d.attempts, d.last_error, "
+                   "o.created_at, d.dead_lettered_at, o.traceparent FROM dead_letters d "
+                   "JOIN orders o ON o.order_id = d.order_id "
+                   "WHERE (?1 IS NULL OR d.order_id < ?1) ORDER BY d.order_id DESC LIMIT ?2",
+};
+
+struct reader {
+    sqlite3 *db;
+    bool busy;
+    sqlite3_stmt *stmts[R_COUNT];
+};
+
+struct store {
+    char *path;
+    enum durability durability;
+
+    pthread_mutex_t write_lock;   /* guards writer, wstmts, sync_full */
+    sqlite3 *writer;
+    sqlite3_stmt *wstmts[W_COUNT];
+    bool sync_full;               /* writer's current PRAGMA synchronous */
+
+    pthread_mutex_t readers_lock; /* guards readers[].busy */
+    pthread_cond_t reader_free;
+    struct reader readers[STORE_READERS];
+
+    _Atomic uint64_t queue_depth;
+    _Atomic uint64_t dlq_depth;
+};
+
+/* ---- errors ------------------------------------------------------------ */
+
+const char *store_strerror(int err)
+{
+    switch (err) {
+    case STORE_OK: return "ok";
+    case STORE_ENOTFOUND: return "not found";
+    case STORE_EUNAVAILABLE: return "storage unavailable";
+    case STORE_EQUEUEFULL: return "queue full";
+    case STORE_ESTALE: return "stale receipt";
+    case STORE_ECONFLICT: return "idempotency key conflict";
+    case STORE_ENOMEM: return "out of memory";
+    case STORE_EINTERNAL: return "internal storage error";
+    case STORE_EOPEN: return "cannot open database";
+    default: return "unknown storage error";
+    }
+}
+
+static int map_sqlite_error(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW:
+        return STORE_OK;
+    case SQLITE_FULL:
+    case SQLITE_READONLY:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_PROTOCOL:
+        return STORE_EUNAVAILABLE;
+    case SQLITE_NOMEM:
+        return STORE_ENOMEM;
+    default:
+        return STORE_EINTERNAL;
+    }
+}
+
+/* Logs rc from db in the place it happened and maps it to a store error. */
+static int fail(sqlite3 *db, int rc, const char *where)
+{
+    int err = map_sqlite_error(rc);
+    log_error(NULL, "store: %s: %s (sqlite %d)", where, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc),
+              rc);
+    return err;
+}
+
+/* ---- small helpers ----------------------------------------------------- */
+
+static char *dup_column(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+static void copy_column(sqlite3_stmt *st, int col, char *dst, size_t size)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    snprintf(dst, size, "%s", t ? (const char *)t : "");
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+/* Steps a statement that returns no row; resets it. */
+static int exec_stmt(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+static void done_stmt(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* ---- writer ------------------------------------------------------------ */
+
+static sqlite3_stmt *wstmt(struct store *s, enum wstmt which)
+{
+    return s->wstmts[which];
+}
+
+static int writer_exec(struct store *s, enum wstmt which)
+{
+    return exec_stmt(wstmt(s, which));
+}
+
+static void writer_lock(struct store *s)
+{
+    int rc = pthread_mutex_lock(&s->write_lock);
+    assert(rc == 0);
+    (void)rc;
+}
+
+static void writer_unlock(struct store *s)
+{
+    int rc = pthread_mutex_unlock(&s->write_lock);
+    assert(rc == 0);
+    (void)rc;
+}
+
+/* Sets PRAGMA synchronous for the next transaction; called with write_lock held. */
+static int writer_sync(struct store *s, bool full)
+{
+    if (s->sync_full == full)
+        return SQLITE_OK;
+    int rc = writer_exec(s, full ? W_SYNC_FULL : W_SYNC_NORMAL);
+    if (rc == SQLITE_OK)
+        s->sync_full = full;
+    return rc;
+}
+
+/* Starts a write transaction: write_lock taken, BEGIN IMMEDIATE done. */
+static int txn_begin(struct store *s, bool durable, const char *where)
+{
+    writer_lock(s);
+    bool full = durable && s->durability == DURABILITY_FULL;
+    int rc = writer_sync(s, full);
+    if (rc == SQLITE_OK)
+        rc = writer_exec(s, W_BEGIN);
+    if (rc != SQLITE_OK) {
+        int err = fail(s->writer, rc, where);
+        writer_unlock(s);
+        return err;
+    }
+    return STORE_OK;
+}
+
+/* Rolls back after an error (if a transaction is still open) and unlocks. */
+static int txn_abort(struct store *s, int rc, const char *where)
+{
+    int err = rc == SQLITE_OK ? STORE_EINTERNAL : fail(s->writer, rc, where);
+    if (!sqlite3_get_autocommit(s->writer)) {
+        int rrc = writer_exec(s, W_ROLLBACK);
+        if (rrc != SQLITE_OK)
+            log_error(NULL, "store: %s: rollback: %s", where, sqlite3_errmsg(s->writer));
+    }
+    writer_unlock(s);
+    return err;
+}
+
+/* Commits and unlocks; on failure rolls back. */
+static int txn_commit(struct store *s, const char *where)
+{
+    int rc = writer_exec(s, W_COMMIT);
+    if (rc != SQLITE_OK)
+        return txn_abort(s, rc, where);
+    writer_unlock(s);
+    return STORE_OK;
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+static int exec_sql(sqlite3 *db, const char *sql, const char *where)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        log_error(NULL, "store: %s: %s", where, msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+    }
+    return rc;
+}
+
+/* Creates the file 0600 before SQLite does, so it never exists with looser modes. */
+static int create_private_file(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error(NULL, "store: cannot create %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    close(fd);
+    return 0;
+}
+
+static int pragma_int(sqlite3 *db, const char *sql, int64_t *out)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *out = sqlite3_column_int64(st, 0);
+            rc = SQLITE_OK;
+        } else if (rc == SQLITE_DONE) {
+            *out = 0;
+            rc = SQLITE_OK;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int open_connection(const char *path, int flags, sqlite3 **out)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        log_error(NULL, "store: cannot open %s: %s", path,
+                  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return rc;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+    *out = db;
+    return SQLITE_OK;
+}
+
+static int migrate(sqlite3 *db)
+{
+    int64_t version = 0;
+    int rc = exec_sql(db, "BEGIN IMMEDIATE", "migrate");
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = pragma_int(db, "PRAGMA user_version", &version);
+    if (rc == SQLITE_OK && version > SCHEMA_VERSION) {
+        log_error(NULL, "store: database schema %lld is newer than this orderd (%d)",
+                  (long long)version, SCHEMA_VERSION);
+        rc = SQLITE_ERROR;
+    }
+    if (rc == SQLITE_OK && version < 1) {
+        rc = exec_sql(db, schema_v1, "migrate to 1");
+        if (rc == SQLITE_OK)
+            rc = exec_sql(db, "PRAGMA user_version = 1", "migrate");
+        if (rc == SQLITE_OK)
+            log_info(NULL, "store: created schema version %d", SCHEMA_VERSION);
+    }
+    /* Later versions: if (version < 2) { ... } — each step in this transaction. */
+    if (rc == SQLITE_OK)
+        return exec_sql(db, "COMMIT", "migrate");
+    exec_sql(db, "ROLLBACK", "migrate");
+    return rc;
+}
+
+static int prepare_writer(struct store *s)
+{
+    for (int i = 0; i < W_COUNT; i++) {
+        int rc = sqlite3_prepare_v3(s->writer, wstmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &s->wstmts[i], NULL);
+        if (rc != SQLITE_OK)
+            return fail(s->writer, rc, wstmt_sql[i]);
+    }
+    return STORE_OK;
+}
+
+static int open_writer(struct store *s)
+{
+    struct stat sb;
+    if (stat(s->path, &sb) != 0 && errno == ENOENT && create_private_file(s->path) != 0)
+        return STORE_EOPEN;
+    if (open_connection(s->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &s->writer) !=
+        SQLITE_OK)
+        return STORE_EOPEN;
+
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->writer, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+    if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW &&
+        strcmp((const char *)sqlite3_column_text(st, 0), "wal") == 0)
+        rc = SQLITE_OK;
+    else
+        rc = SQLITE_ERROR;
+    sqlite3_finalize(st);
+    if (rc != SQLITE_OK) {
+        log_error(NULL, "store: cannot switch %s to WAL mode: %s", s->path,
+                  sqlite3_errmsg(s->writer));
+        return STORE_EOPEN;
+    }
+    if (exec_sql(s->writer, "PRAGMA synchronous=FULL", "open") != SQLITE_OK ||
+        migrate(s->writer) != SQLITE_OK)
+        return STORE_EOPEN;
+    s->sync_full = true;
+    return prepare_writer(s) == STORE_OK ? STORE_OK : STORE_EOPEN;
+}
+
+static int open_readers(struct store *s)
+{
+    for (int i = 0; i < STORE_READERS; i++) {
+        struct reader *r = &s->readers[i];
+        if (open_connection(s->path, SQLITE_OPEN_READONLY, &r->db) != SQLITE_OK)
+            return STORE_EOPEN;
+        for (int j = 0; j < R_COUNT; j++) {
+            int rc = sqlite3_prepare_v3(r->db, rstmt_sql[j], -1, SQLITE_PREPARE_PERSISTENT,
+                                        &r->stmts[j], NULL);
+            if (rc != SQLITE_OK) {
+                fail(r->db, rc, rstmt_sql[j]);
+                return STORE_EOPEN;
+            }
+        }
+    }
+    return STORE_OK;
+}
+
+static int count_rows(sqlite3 *db, const char *table_sql, _Atomic uint64_t *out)
+{
+    int64_t n = 0;
+    int rc = pragma_int(db, table_sql, &n);
+    if (rc != SQLITE_OK)
+        return fail(db, rc, table_sql);
+    atomic_store(out, (uint64_t)n);
+    return STORE_OK;
+}
+
+int store_open(const struct store_options *opts, struct store **out)
+{
+    struct store *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return STORE_ENOMEM;
+    s->durability = opts->durability;
+    s->path = strdup(opts->path);
+    if (s->path == NULL)
+        goto fail_alloc;
+    if (pthread_mutex_init(&s->write_lock, NULL) != 0)
+        goto fail_alloc;
+    if (pthread_mutex_init(&s->readers_lock, NULL) != 0)
+        goto fail_write_lock;
+    if (pthread_cond_init(&s->reader_free, NULL) != 0)
+        goto fail_readers_lock;
+    if (open_writer(s) != STORE_OK || open_readers(s) != STORE_OK ||
+        count_rows(s->writer, "SELECT count(*) FROM queue", &s->queue_depth) != STORE_OK ||
+        count_rows(s->writer, "SELECT count(*) FROM dead_letters", &s->dlq_depth) != STORE_OK) {
+        store_close(s);
+        return STORE_EOPEN;
+    }
+    *out = s;
+    return STORE_OK;
+
+fail_readers_lock:
+    pthread_mutex_destroy(&s->readers_lock);
+fail_write_lock:
+    pthread_mutex_destroy(&s->write_lock);
+fail_alloc:
+    free(s->path);
+    free(s);
+    return STORE_ENOMEM;
+}
+
+static void close_db(sqlite3 *db, sqlite3_stmt **stmts, int n)
+{
+    for (int i = 0; i < n; i++) {
+        sqlite3_finalize(stmts[i]);
+        stmts[i] = NULL;
+    }
+    if (db != NULL && sqlite3_close(db) != SQLITE_OK)
+        log_error(NULL, "store: close: %s", sqlite3_errmsg(db));
+}
+
+void store_close(struct store *s)
+{
+    if (s == NULL)
+        return;
+    for (int i = 0; i < STORE_READERS; i++)
+        close_db(s->readers[i].db, s->readers[i].stmts, R_COUNT);
+    if (s->writer != NULL) {
+        /* A clean checkpoint so that the next start replays nothing. */
+        int rc = sqlite3_wal_checkpoint_v2(s->writer, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
+                                           NULL);
+        if (rc != SQLITE_OK)
+            log_warn(NULL, "store: final checkpoint: %s", sqlite3_errmsg(s->writer));
+    }
+    close_db(s->writer, s->wstmts, W_COUNT);
+    pthread_cond_destroy(&s->reader_free);
+    pthread_mutex_destroy(&s->readers_lock);
+    pthread_mutex_destroy(&s->write_lock);
+    free(s->path);
+    free(s);
+}
+
+const char *store_sqlite_version(void)
+{
+    return sqlite3_libversion();
+}
+
+/* ---- reader pool ------------------------------------------------------- */
+
+static struct reader *reader_acquire(struct store *s)
+{
+    pthread_mutex_lock(&s->readers_lock);
+    for (;;) {
+        for (int i = 0; i < STORE_READERS; i++) {
+            if (!s->readers[i].busy) {
+                s->readers[i].busy = true;
+                pthread_mutex_unlock(&s->readers_lock);
+                return &s->readers[i];
+            }
+        }
+        pthread_cond_wait(&s->reader_free, &s->readers_lock);
+    }
+}
+
+static void reader_release(struct store *s, struct reader *r)
+{
+    pthread_mutex_lock(&s->readers_lock);
+    assert(r->busy);
+    r->busy = false;
+    pthread_cond_signal(&s->reader_free);
+    pthread_mutex_unlock(&s->readers_lock);
+}
+
+/* ---- intake ------------------------------------------------------------ */
+
+static int insert_idempotency(struct store *s, const struct store_new_order *o, bool *taken)
+{
+    sqlite3_stmt *st = wstmt(s, W_INSERT_IDEM);
+    bind_text(st, 1, o->idempotency_key);
+    bind_text(st, 2, o->request_json);
+    bind_text(st, 3, o->response_json);
+    bind_text(st, 4, o->order_id);
+    sqlite3_bind_int64(st, 5, o->created_at_ms);
+    sqlite3_bind_int64(st, 6, o->created_at_ms - (int64_t)IDEMPOTENCY_TTL_S * 1000);
+    int rc = exec_stmt(st);
+    *taken = rc == SQLITE_OK && sqlite3_changes(s->writer) == 0;
+    return rc;
+}
+
+static int insert_order(struct store *s, const struct store_new_order *o)
+{
+    sqlite3_stmt *st = wstmt(s, W_INSERT_ORDER);
+    bind_text(st, 1, o->order_id);
+    bind_text(st, 2, o->customer_id);
+    bind_text(st, 3, o->items_json);
+    sqlite3_bind_int64(st, 4, o->created_at_ms);
+    bind_text(st, 5, o->traceparent);
+    int rc = exec_stmt(st);
+    if (rc != SQLITE_OK)
+        return rc;
+    st = wstmt(s, W_INSERT_QUEUE);
+    bind_text(st, 1, o->order_id);
+    sqlite3_bind_int64(st, 2, o->created_at_ms);
+    return exec_stmt(st);
+}
+
+int store_enqueue_batch(struct store *s, struct store_new_order *orders, size_t n,
+                        uint64_t max_depth)
+{
+    int err = txn_begin(s, true, "enqueue");
+    if (err != STORE_OK)
+        goto fail_all;
+
+    uint64_t depth = atomic_load(&s->queue_depth);
+    uint64_t added = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct store_new_order *o = &orders[i];
+        if (depth + added >= max_depth) {
+            o->result = STORE_EQUEUEFULL;
+            continue;
+        }
+        int rc = SQLITE_OK;
+        if (o->idempotency_key != NULL) {
+            bool taken = false;
+            rc = insert_idempotency(s, o, &taken);
+            if (rc == SQLITE_OK && taken) {
+                o->result = STORE_ECONFLICT;
+                continue;
+            }
+        }
+        if (rc == SQLITE_OK)
+            rc = insert_order(s, o);
+        if (rc != SQLITE_OK) {
+            err = txn_abort(s, rc, "enqueue");
+            goto fail_all;
+        }
+        o->result = STORE_OK;
+        added++;
+    }
+    err = txn_commit(s, "enqueue commit");
+    if (err != STORE_OK)
+        goto fail_all;
+    atomic_fetch_add(&s->queue_depth, added);
+    return STORE_OK;
+
+fail_all:
+    for (size_t i = 0; i < n; i++)
+        orders[i].result = err;
+    return err;
+}
+
+/* ---- reads ------------------------------------------------------------- */
+
+void store_order_clear(struct store_order *o)
+{
+    free(o->customer_id);
+    free(o->items_json);
+    free(o->last_error);
+    memset(o, 0, sizeof(*o));
+}
+
+static const char *status_constant(const unsigned char *s)
+{
+    static const char *const names[] = {"queued", "processing", "completed", "dead_lettered"};
+    for (size_t i = 0; s != NULL && i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp((const char *)s, names[i]) == 0)
+            return names[i];
+    return "queued";
+}
+
+static int read_order_row(sqlite3_stmt *st, struct store_order *o)
+{
+    memset(o, 0, sizeof(*o));
+    copy_column(st, 0, o->order_id, sizeof(o->order_id));
+    o->customer_id = dup_column(st, 1);
+    o->items_json = dup_column(st, 2);
+    o->status = status_constant(sqlite3_column_text(st, 3));
+    o->attempts = (uint32_t)sqlite3_column_int64(st, 4);
+    o->created_at_ms = sqlite3_column_int64(st, 5);
+    o->processed_at_ms = sqlite3_column_int64(st, 6);
+    if (sqlite3_column_type(st, 7) != SQLITE_NULL)
+        o->last_error = dup_column(st, 7);
+    copy_column(st, 8, o->traceparent, sizeof(o->traceparent));
+    if (o->customer_id == NULL || o->items_json == NULL ||
+        (sqlite3_column_type(st, 7) != SQLITE_NULL && o->last_error == NULL)) {
+        store_order_clear(o);
+        return STORE_ENOMEM;
+    }
+    return STORE_OK;
+}
+
+int store_get_order(struct store *s, const char *order_id, int64_t now_ms,
+                    struct store_order *out)
+{
+    struct reader *r = reader_acquire(s);
+    sqlite3_stmt *st = r->stmts[R_GET_ORDER];
+    sqlite3_bind_int64(st, 1, now_ms);
+    bind_text(st, 2, order_id);
+    int rc = sqlite3_step(st);
+    int err;
+    if (rc == SQLITE_ROW)
+        err = read_order_row(st, out);
+    else if (rc == SQLITE_DONE)
+        err = STORE_ENOTFOUND;
+    else
+        err = fail(r->db, rc, "get order");
+    done_stmt(st);
+    reader_release(s, r);
+    return err;
+}
+
+void store_orders_free(struct store_order *orders, size_t n)
+{
+    for (size_t i = 0; orders != NULL && i < n; i++)
+        store_order_clear(&orders[i]);
+    free(orders);
+}
+
+static enum rstmt list_variant(const struct store_order_filter *f)
+{
+    if (f->customer_id && f->status)
+        return R_LIST_BOTH;
+    if (f->customer_id)
+        return R_LIST_CUSTOMER;
+    if (f->status)
+        return R_LIST_STATUS;
+    return R_LIST_ALL;
+}
+
+/* 'processing' orders are stored as 'queued'. */
+static const char *stored_status(const char *shown)
+{
+    return shown && strcmp(shown, "processing") == 0 ? "queued" : shown;
+}
+
+int store_list_orders(struct store *s, const struct store_order_filter *f, int64_t now_ms,
+                      struct store_order **out, size_t *n)
+{
+    assert(f->limit >= 1 && f->limit <= HTTP_LIST_LIMIT_MAX);
+    struct store_order *rows = calloc(f->limit, sizeof(*rows));
+    if (rows == NULL)
+        return STORE_ENOMEM;
+    struct reader *r = reader_acquire(s);
+    sqlite3_stmt *st = r->stmts[list_variant(f)];
+    sqlite3_bind_int64(st, 1, now_ms);
+    bind_text(st, 2, f->before_id);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)f->limit);
+    if (f->customer_id)
+        bind_text(st, 4, f->customer_id);
+    if (f->status) {
+        bind_text(st, 5, stored_status(f->status));
+        bind_text(st, 6, f->status);
+    } else {
+        sqlite3_bind_null(st, 6);
+    }
+    size_t count = 0;
+    int err = STORE_OK;
+    int rc;
+    while (count < f->limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        err = read_order_row(st, &rows[count]);
+        if (err != STORE_OK)
+            break;
+        count++;
+    }
+    if (err == STORE_OK && count < f->limit && rc != SQLITE_DONE)
+        err = fail(r->db, rc, "list orders");
+    done_stmt(st);
+    reader_release(s, r);
+    if (err != STORE_OK) {
+        store_orders_free(rows, count);
+        return err;
+    }
+    *out = rows;
+    *n = count;
+    return STORE_OK;
+}
+
+void store_idempotency_clear(struct store_idempotency *r)
+{
+    free(r->request_json);
+    free(r->response_json);
+    memset(r, 0, sizeof(*r));
+}
+
+int store_idempotency_get(struct store *s, const char *key, int64_t now_ms,
+                          struct store_idempotency *out)
+{
+    struct reader *r = reader_acquire(s);
+    sqlite3_stmt *st = r->stmts[R_IDEM_GET];
+    bind_text(st, 1, key);
+    sqlite3_bind_int64(st, 2, now_ms - (int64_t)IDEMPOTENCY_TTL_S * 1000);
+    int rc = sqlite3_step(st);
+    int err = STORE_OK;
+    memset(out, 0, sizeof(*out));
+    if (rc == SQLITE_ROW) {
+        out->request_json = dup_column(st, 0);
+        out->response_json = dup_column(st, 1);
+        copy_column(st, 2, out->order_id, sizeof(out->order_id));
+        if (out->request_json == NULL || out->response_json == NULL) {
+            store_idempotency_clear(out);
+            err = STORE_ENOMEM;
+        }
+    } else if (rc == SQLITE_DONE) {
+        err = STORE_ENOTFOUND;
+    } else {
+        err = fail(r->db, rc, "idempotency get");
+    }
+    done_stmt(st);
+    reader_release(s, r);
+    return err;
+}
+
+int store_idempotency_prune(struct store *s, int64_t now_ms, uint64_t *deleted)
+{
+    int err = txn_begin(s, false, "idempotency prune");
+    if (err != STORE_OK)
+        return err;
+    sqlite3_stmt *st = wstmt(s, W_IDEM_PRUNE);
+    sqlite3_bind_int64(st, 1, now_ms - (int64_t)IDEMPOTENCY_TTL_S * 1000);
+    int rc = exec_stmt(st);
+    if (rc != SQLITE_OK)
+        return txn_abort(s, rc, "idempotency prune");
+    if (deleted)
+        *deleted = (uint64_t)sqlite3_changes(s->writer);
+    return txn_commit(s, "idempotency prune");
+}
+
+/* Runs a one-integer query on a reader; *found false when it returned NULL. */
+static int reader_int(struct store *s, enum rstmt which, int64_t *value, bool *found)
+{
+    struct reader *r = reader_acquire(s);
+    sqlite3_stmt *st = r->stmts[which];
+    int rc = sqlite3_step(st);
+    int err = STORE_OK;
+    *found = false;
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        *value = sqlite3_column_int64(st, 0);
+        *found = true;
+    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        err = fail(r->db, rc, rstmt_sql[which]);
+    }
+    done_stmt(st);
+    reader_release(s, r);
+    return err;
+}
+
+int store_stats(struct store *s, struct store_stats *out)
+{
+    int64_t oldest = 0;
+    bool found = false;
+    int err = reader_int(s, R_OLDEST, &oldest, &found);
+    out->queue_depth = atomic_load(&s->queue_depth);
+    out->dlq_depth = atomic_load(&s->dlq_depth);
+    out->oldest_enqueued_at_ms = found ? oldest : 0;
+    return err;
+}
+
+bool store_writable(struct store *s)
+{
+    if (txn_begin(s, false, "readiness") != STORE_OK)
+        return false;
+    sqlite3_stmt *st = wstmt(s, W_HEARTBEAT);
+    sqlite3_bind_int64(st, 1, ids_now_ms());
+    int rc = exec_stmt(st);
+    if (rc != SQLITE_OK) {
+        txn_abort(s, rc, "readiness");
+        return false;
+    }
+    return txn_commit(s, "readiness") == STORE_OK;
+}
+
+/* ---- queue ------------------------------------------------------------- */
+
+void store_message_clear(struct store_message *m)
+{
+    free(m->customer_id);
+    free(m->items_json);
+    memset(m, 0, sizeof(*m));
+}
+
+/* Moves a message (already deleted from queue) to dead_letters; inside a txn. */
+static int dead_letter_rows(struct store *s, const char *order_id, uint32_t attempts,
+                            const char *error, int64_t enqueued_at, int64_t now_ms)
+{
+    sqlite3_stmt *st = wstmt(s, W_DLQ_INSERT);
+    bind_text(st, 1, order_id);
+    sqlite3_bind_int64(st, 2, attempts);
+    bind_text(st, 3, error);
+    sqlite3_bind_int64(st, 4, enqueued_at);
+    sqlite3_bind_int64(st, 5, now_ms);
+    int rc = exec_stmt(st);
+    if (rc != SQLITE_OK)
+        return rc;
+    st = wstmt(s, W_DLQ_ORDER);
+    bind_text(st, 1, order_id);
+    sqlite3_bind_int64(st, 2, attempts);
+    bind_text(st, 3, error);
+    return exec_stmt(st);
+}
+
+/* Deletes the message under its receipt; SQLITE_NOTFOUND when stale. */
+static int delete_leased(struct store *s, const char *order_id, int64_t receipt,
+                         int64_t *enqueued_at)
+{
+    sqlite3_stmt *st = wstmt(s, W_DLQ_DELETE_QUEUE);
+    bind_text(st, 1, order_id);
+    sqlite3_bind_int64(st, 2, receipt);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *enqueued_at = sqlite3_column_int64(st, 0);
+        rc = sqlite3_step(st);
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_NOTFOUND;
+    }
+    done_stmt(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int load_message_order(struct store *s, struct store_message *m)
+{
+    sqlite3_stmt *st = wstmt(s, W_ORDER_FOR_MESSAGE);
+    bind_text(st, 1, m->order_id);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        m->customer_id = dup_column(st, 0);
+        m->items_json = dup_column(st, 1);
+        copy_column(st, 2, m->traceparent, sizeof(m->traceparent));
+        m->created_at_ms = sqlite3_column_int64(st, 3);
+        rc = (m->customer_id && m->items_json) ? SQLITE_OK : SQLITE_NOMEM;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_CORRUPT; /* a message without its order breaks the invariant */
+    }
+    done_stmt(st);
+    return rc;
+}
+
+/* Collected rows of the claim UPDATE ... RETURNING, before any other statement runs. */
+struct claimed_row {
+    char order_id[ID_ULID_LEN + 1];
+    uint32_t receive_count;
+    int64_t enqueued_at;
+    char *last_error;
+};
+
+static int run_claim(struct store *s, int64_t receipt, int64_t now_ms, int64_t lease_ms,
+                     struct claimed_row *rows, size_t max, size_t *n)
+{
+    sqlite3_stmt *st = wstmt(s, W_CLAIM);
+    sqlite3_bind_int64(st, 1, receipt);
+    sqlite3_bind_int64(st, 2, now_ms);
+    sqlite3_bind_int64(st, 3, lease_ms);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)max);
+    int rc;
+    *n = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        assert(*n < max);
+        struct claimed_row *row = &rows[(*n)++];
+        copy_column(st, 0, row->order_id, sizeof(row->order_id));
+        row->receive_count = (uint32_t)sqlite3_column_int64(st, 1);
+        row->enqueued_at = sqlite3_column_int64(st, 2);
+        row->last_error = dup_column(st, 3);
+    }
+    done_stmt(st);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int claim_one(struct store *s, const struct claimed_row *row, int64_t receipt,
+                     uint32_t max_receives, int64_t now_ms, struct store_message *out,
+                     size_t *n, size_t *dead)
+{
+    if (row->receive_count > max_receives) {
+        /* Its last lease expired without a verdict: dead-letter, never deliver again. */
+        char why[STORE_ERROR_TEXT_MAX];
+        snprintf(why, sizeof(why), "lease expired on the last of %u receives%s%s", max_receives,
+                 row->last_error ? "; last error: " : "", row->last_error ? row->last_error : "");
+        int64_t enq = 0;
+        int rc = delete_leased(s, row->order_id, receipt, &enq);
+        if (rc == SQLITE_OK)
+            rc = dead_letter_rows(s, row->order_id, max_receives, why, row->enqueued_at, now_ms);
+        if (rc == SQLITE_OK)
+            (*dead)++;
+        return rc;
+    }
+    struct store_message *m = &out[*n];
+    memset(m, 0, sizeof(*m));
+    memcpy(m->order_id, row->order_id, sizeof(m->order_id));
+    m->receipt = receipt;
+    m->receive_count = row->receive_count;
+    int rc = load_message_order(s, m);
+    if (rc != SQLITE_OK) {
+        store_message_clear(m);
+        return rc;
+    }
+    (*n)++;
+    return SQLITE_OK;
+}
+
+int store_claim(struct store *s, int64_t now_ms, int64_t lease_ms, uint32_t max_receives,
+                struct store_message *out, size_t max, size_t *n, size_t *dead_lettered)
+{
+    assert(max >= 1 && max <= WORKER_BATCH_MAX);
+    struct claimed_row rows[WORKER_BATCH_MAX];
+    size_t nrows = 0, dead = 0;
+    int64_t receipt = 0;
+    *n = 0;
+    *dead_lettered = 0;
+    if (ids_random_bytes(&receipt, sizeof(receipt)) != 0)
+        return STORE_EINTERNAL;
+    receipt &= INT64_MAX;
+
+    int err = txn_begin(s, false, "claim");
+    if (err != STORE_OK)
+        return err;
+    int rc = run_claim(s, receipt, now_ms, lease_ms, rows, max, &nrows);
+    for (size_t i = 0; rc == SQLITE_OK && i < nrows; i++)
+        rc = claim_one(s, &rows[i], receipt, max_receives, now_ms, out, n, &dead);
+    for (size_t i = 0; i < nrows; i++)
+        free(rows[i].last_error);
+    if (rc == SQLITE_OK) {
+        err = txn_commit(s, "claim commit");
+    } else {
+        err = txn_abort(s, rc, "claim");
+    }
+    if (err != STORE_OK) {
+        for (size_t i = 0; i < *n; i++)
+            store_message_clear(&out[i]);
+        *n = 0;
+        return err;
+    }
+    atomic_fetch_sub(&s->queue_depth, dead);
+    atomic_fetch_add(&s->dlq_depth, dead);
+    *dead_lettered = dead;
+    return STORE_OK;
+}
+
+static int settle_completed(struct store *s, struct store_settlement *it, int64_t now_ms)
+{
+    sqlite3_stmt *st = wstmt(s, W_COMPLETE_DELETE);
+    bind_text(st, 1, it->order_id);
+    sqlite3_bind_int64(st, 2, it->receipt);
+    int rc = exec_stmt(st);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (sqlite3_changes(s->writer) == 0) {
+        it->result = STORE_ESTALE;
+        return SQLITE_OK;
+    }
+    st = wstmt(s, W_COMPLETE_ORDER);
+    bind_text(st, 1, it->order_id);
+    sqlite3_bind_int64(st, 2, it->attempts);
+    sqlite3_bind_int64(st, 3, now_ms);
+    rc = exec_stmt(st);
+    if (rc == SQLITE_OK)
+        it->result = STORE_OK;
+    return rc;
+}
+
+static int settle_retry(struct store *s, struct store_settlement *it)
+{
+    sqlite3_stmt *st = wstmt(s, W_RETRY);
+    bind_text(st, 1, it->order_id);
+    sqlite3_bind_int64(st, 2, it->receipt);
+    sqlite3_bind_int64(st, 3, it->visible_at_ms);
+    bind_text(st, 4, it->error);
+    int rc = exec_stmt(st);
+    if (rc == SQLITE_OK)
+        it->result = sqlite3_changes(s->writer) == 0 ? STORE_ESTALE : STORE_OK;
+    return rc;
+}
+
+static int settle_dead_letter(struct store *s, struct store_settlement *it, int64_t now_ms)
+{
+    int64_t enqueued_at = 0;
+    int rc = delete_leased(s, it->order_id, it->receipt, &enqueued_at);
+    if (rc == SQLITE_NOTFOUND) {
+        it->result = STORE_ESTALE;
+        return SQLITE_OK;
+    }
+    if (rc == SQLITE_OK)
+        rc = dead_letter_rows(s, it->order_id, it->attempts, it->error, enqueued_at, now_ms);
+    if (rc == SQLITE_OK)
+        it->result = STORE_OK;
+    return rc;
+}
+
+int store_settle(struct store *s, struct store_settlement *items, size_t n, int64_t now_ms)
+{
+    int err = txn_begin(s, false, "settle");
+    if (err != STORE_OK)
+        return err;
+    int rc = SQLITE_OK;
+    uint64_t removed = 0, dead = 0;
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+        struct store_settlement *it = &items[i];
+        it->result = STORE_EINTERNAL;
+        switch (it->outcome) {
+        case STORE_OUTCOME_COMPLETED:
+            rc = settle_completed(s, it, now_ms);
+            removed += rc == SQLITE_OK && it->result == STORE_OK;
+            break;
+        case STORE_OUTCOME_RETRY:
+            rc = settle_retry(s, it);
+            break;
+        case STORE_OUTCOME_DEAD_LETTER:
+            rc = settle_dead_letter(s, it, now_ms);
+            dead += rc == SQLITE_OK && it->result == STORE_OK;
+            break;
+        }
+    }
+    err = rc == SQLITE_OK ? txn_commit(s, "settle commit") : txn_abort(s, rc, "settle");
+    if (err != STORE_OK)
+        return err;
+    atomic_fetch_sub(&s->queue_depth, removed + dead);
+    atomic_fetch_add(&s->dlq_depth, dead);
+    return STORE_OK;
+}
+
+int store_release(struct store *s, const struct store_message *msgs, size_t n)
+{
+    int err = txn_begin(s, false, "release");
+    if (err != STORE_OK)
+        return err;
+    int64_t now = ids_now_ms();
+    int rc = SQLITE_OK;
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+        sqlite3_stmt *st = wstmt(s, W_RELEASE);
+        bind_text(st, 1, msgs[i].order_id);
+        sqlite3_bind_int64(st, 2, msgs[i].receipt);
+        sqlite3_bind_int64(st, 3, now);
+        rc = exec_stmt(st);
+    }
+    return rc == SQLITE_OK ? txn_commit(s, "release commit") : txn_abort(s, rc, "release");
+}
+
+int store_next_visible_ms(struct store *s, int64_t *when_ms)
+{
+    bool found = false;
+    int err = reader_int(s, R_NEXT_VISIBLE, when_ms, &found);
+    if (err != STORE_OK)
+        return err;
+    return found ? STORE_OK : STORE_ENOTFOUND;
+}
+
+/* ---- dead letters ------------------------------------------------------ */
+
+void store_dead_letters_free(struct store_dead_letter *d, size_t n)
+{
+    for (size_t i = 0; d != NULL && i < n; i++) {
+        free(d[i].customer_id);
+        free(d[i].items_json);
+        free(d[i].last_error);
+    }
+    free(d);
+}
+
+int store_list_dead_letters(struct store *s, const char *before_id, size_t limit,
+                            struct store_dead_letter **out, size_t *n)
+{
+    assert(limit >= 1 && limit <= HTTP_LIST_LIMIT_MAX);
+    struct store_dead_letter *rows = calloc(limit, sizeof(*rows));
+    if (rows == NULL)
+        return STORE_ENOMEM;
+    struct reader *r = reader_acquire(s);
+    sqlite3_stmt *st = r->stmts[R_DLQ_LIST];
+    bind_text(st, 1, before_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    size_t count = 0;
+    int rc, err = STORE_OK;
+    while (count < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct store_dead_letter *d = &rows[count++];
+        copy_column(st, 0, d->order_id, sizeof(d->order_id));
+        d->customer_id = dup_column(st, 1);
+        d->items_json = dup_column(st, 2);
+        d->attempts = (uint32_t)sqlite3_column_int64(st, 3);
+        d->last_error = dup_column(st, 4);
+        d->created_at_ms = sqlite3_column_int64(st, 5);
+        d->dead_lettered_at_ms = sqlite3_column_int64(st, 6);
+        copy_column(st, 7, d->traceparent, sizeof(d->traceparent));
+        if (d->customer_id == NULL || d->items_json == NULL) {
+            err = STORE_ENOMEM;
+            break;
+        }
+    }
+    if (err == STORE_OK && count < limit && rc != SQLITE_DONE)
+        err = fail(r->db, rc, "list dead letters");
+    done_stmt(st);
+    reader_release(s, r);
+    if (err != STORE_OK) {
+        store_dead_letters_free(rows, count);
+        return err;
+    }
+    *out = rows;
+    *n = count;
+    return STORE_OK;
+}
+
+/* Inside a transaction: dead letter -> queue. SQLITE_NOTFOUND when absent. */
+static int redrive_one(struct store *s, const char *order_id, int64_t now_ms)
+{
+    sqlite3_stmt *st = wstmt(s, W_REDRIVE_DELETE);
+    bind_text(st, 1, order_id);
+    int rc = exec_stmt(st);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (sqlite3_changes(s->writer) == 0)
+        return SQLITE_NOTFOUND;
+    st = wstmt(s, W_REDRIVE_QUEUE);
+    bind_text(st, 1, order_id);
+    sqlite3_bind_int64(st, 2, now_ms);
+    rc = exec_stmt(st);
+    if (rc != SQLITE_OK)
+        return rc;
+    st = wstmt(s, W_REDRIVE_ORDER);
+    bind_text(st, 1, order_id);
+    return exec_stmt(st);
+}
+
+int store_redrive(struct store *s, const char *order_id, int64_t now_ms)
+{
+    int err = txn_begin(s, false, "redrive");
+    if (err != STORE_OK)
+        return err;
+    int rc = redrive_one(s, order_id, now_ms);
+    if (rc == SQLITE_NOTFOUND) {
+        txn_abort(s, SQLITE_OK, NULL);
+        return STORE_ENOTFOUND;
+    }
+    if (rc != SQLITE_OK)
+        return txn_abort(s, rc, "redrive");
+    err = txn_commit(s, "redrive commit");
+    if (err == STORE_OK) {
+        atomic_fetch_sub(&s->dlq_depth, 1);
+        atomic_fetch_add(&s->queue_depth, 1);
+    }
+    return err;
+}
+
+/* One batch of redrive-all; *moved gets how many, 0 when the table is empty. */
+static int redrive_batch(struct store *s, int64_t now_ms, uint64_t *moved)
+{
+    char ids[500][ID_ULID_LEN + 1];
+    size_t n = 0;
+    *moved = 0;
+    int err = txn_begin(s, false, "redrive all");
+    if (err != STORE_OK)
+        return err;
+    sqlite3_stmt *st = wstmt(s, W_REDRIVE_NEXT);
+    int rc;
+    while (n < 500 && (rc = sqlite3_step(st)) == SQLITE_ROW)
+        copy_column(st, 0, ids[n++], sizeof(ids[0]));
+    done_stmt(st);
+    if (n < 500 && rc != SQLITE_DONE)
+        return txn_abort(s, rc, "redrive all");
+    rc = SQLITE_OK;
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++)
+        rc = redrive_one(s, ids[i], now_ms);
+    if (rc != SQLITE_OK)
+        return txn_abort(s, rc, "redrive all");
+    err = txn_commit(s, "redrive all commit");
+    if (err == STORE_OK) {
+        atomic_fetch_sub(&s->dlq_depth, n);
+        atomic_fetch_add(&s->queue_depth, n);
+        *moved = n;
+    }
+    return err;
+}
+
+int store_redrive_all(struct store *s, int64_t now_ms, uint64_t *moved)
+{
+    uint64_t total = 0, batch = 0;
+    int err;
+    do {
+        err = redrive_batch(s, now_ms, &batch);
+        total += batch;
+    } while (err == STORE_OK && batch > 0);
+    if (moved)
+        *moved = total;
+    return err;
+}
+
+int store_delete_dead_letter(struct store *s, const char *order_id)
+{
+    int err = txn_begin(s, false, "delete dead letter");
+    if (err != STORE_OK)
+        return err;
+    sqlite3_stmt *st = wstmt(s, W_DLQ_DELETE);
+    bind_text(st, 1, order_id);
+    int rc = exec_stmt(st);
+    if (rc != SQLITE_OK)
+        return txn_abort(s, rc, "delete dead letter");
+    bool found = sqlite3_changes(s->writer) > 0;
+    err = txn_commit(s, "delete dead letter commit");
+    if (err != STORE_OK)
+        return err;
+    if (!found)
+        return STORE_ENOTFOUND;
+    atomic_fetch_sub(&s->dlq_depth, 1);
+    return STORE_OK;
+}
+
+/* ---- maintenance ------------------------------------------------------- */
+
+int store_checkpoint(struct store *s)
+{
+    writer_lock(s);
+    int rc = sqlite3_wal_checkpoint_v2(s->writer, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    int err = rc == SQLITE_OK ? STORE_OK : fail(s->writer, rc, "checkpoint");
+    writer_unlock(s);
+    return err;
+}
+
+int store_backup(const char *db_path, const char *dest_path)
+{
+    struct stat sb;
+    if (stat(dest_path, &sb) == 0) {
+        log_error(NULL, "backup: %s exists; refusing to overwrite it", dest_path);
+        return STORE_EOPEN;
+    }
+    if (create_private_file(dest_path) != 0)
+        return STORE_EOPEN;
+    sqlite3 *src = NULL, *dst = NULL;
+    int err = STORE_EOPEN;
+    if (open_connection(db_path, SQLITE_OPEN_READONLY, &src) != SQLITE_OK)
+        goto out;
+    if (open_connection(dest_path, SQLITE_OPEN_READWRITE, &dst) != SQLITE_OK)
+        goto out;
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", src, "main");
+    if (b == NULL) {
+        err = fail(dst, sqlite3_errcode(dst), "backup init");
+        goto out;
+    }
+    /* One step: the copy is a single read transaction, so it is consistent. */
+    int rc = sqlite3_backup_step(b, -1);
+    int frc = sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE || frc != SQLITE_OK) {
+        err = fail(dst, rc != SQLITE_DONE ? rc : frc, "backup step");
+        goto out;
+    }
+    err = exec_sql(dst, "PRAGMA journal_mode=DELETE", "backup") == SQLITE_OK ? STORE_OK
+                                                                             : STORE_EINTERNAL;
+out:
+    sqlite3_close(dst);
+    sqlite3_close(src);
+    if (err != STORE_OK)
+        unlink(dest_path);
+    return err;
+}

@@ -109,7 +109,7 @@ unit: $(O)/unit-tests
 	CK_FORK=yes ./$(O)/unit-tests
 
 integration: $(O)/orderd
-	ORDERD_BIN=$(abspath $(O)/orderd) tests/integration/run.sh
+	TEST_ORDERD_BIN=$(abspath $(O)/orderd) tests/integration/run.sh
 
 test: deps-test
 	$(MAKE) test-static
@@ -117,8 +117,8 @@ test: deps-test
 	$(MAKE) O=build/tsan SAN=thread unit
 	$(MAKE) O=build/tsan SAN=thread TEST_FILTER=threaded integration
 	$(MAKE) all
-	ORDERD_BIN=$(abspath build/orderd) tests/crash/run.sh
-	ORDERD_BIN=$(abspath build/orderd) tests/ops/run.sh
+	TEST_ORDERD_BIN=$(abspath build/orderd) tests/crash/run.sh
+	TEST_ORDERD_BIN=$(abspath build/orderd) tests/ops/run.sh
 	@echo "make test: all suites passed"
 
 # static checks of the files an operator installs

@@ -293,9 +293,7 @@ static void reload(struct daemon *d)
     notify_send("RELOADING=1");
     struct config fresh;
     struct config_errors errs = {0};
-    int err = config_init(&fresh);
-    if (err == 0)
-        err = config_load(d->config_path, d->envp, &fresh, &errs);
+    int err = config_load(d->config_path, d->envp, &fresh, &errs);
     if (err != 0) {
         for (size_t i = 0; i < errs.count; i++)
             log_error(NULL, "reload: %s:%u: [%s] %s: %s", d->config_path, errs.items[i].line,

@@ -5,6 +5,7 @@
  * Exit codes (SPEC): 0 success, 1 bad config or usage, 2 runtime failure,
  * each failure with one clear line on stderr.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,11 +34,12 @@ static void usage(FILE *to)
 static int load_config(const char *path, struct config *cfg)
 {
     struct config_errors errs = {0};
-    if (config_init(cfg) != 0) {
+    /* config_load() initialises cfg itself; cfg must be freed either way. */
+    int err = config_load(path, environ, cfg, &errs);
+    if (err == -ENOMEM) {
         fprintf(stderr, "orderd: out of memory\n");
         return 2;
     }
-    int err = config_load(path, environ, cfg, &errs);
     if (err != 0) {
         config_errors_print(&errs, path, stderr);
         return 1;

@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "api_admin.h"
 #include "api_orders.h"
 #include "api_system.h"
 #include "committer.h"
@@ -57,6 +58,7 @@ struct daemon {
     struct committer *committer;
     struct api_orders *orders;
     struct api_system system;
+    struct api_admin admin;
     struct http_server *http;
 };
 
@@ -113,7 +115,7 @@ static char *read_pem(const char *path)
 
 static const struct http_route *build_routes(struct daemon *d, size_t *n)
 {
-    static struct http_route routes[8];
+    static struct http_route routes[16];
     size_t i = 0;
     routes[i++] = (struct http_route){"POST", "/orders", METRICS_ROUTE_ORDERS,
                                       HTTP_SCOPE_ORDERS_WRITE, true, api_orders_post, d->orders};
@@ -127,6 +129,16 @@ static const struct http_route *build_routes(struct daemon *d, size_t *n)
                                       false, api_system_readyz, &d->system};
     routes[i++] = (struct http_route){"GET", "/metrics", METRICS_ROUTE_METRICS, HTTP_SCOPE_NONE,
                                       false, api_system_metrics, &d->system};
+    /* The literal /admin/dlq/redrive comes before /admin/dlq/{id}: first match names the resource. */
+    routes[i++] = (struct http_route){"GET", "/admin/dlq", METRICS_ROUTE_ADMIN_DLQ,
+                                      HTTP_SCOPE_ADMIN, false, api_admin_dlq_list, &d->admin};
+    routes[i++] = (struct http_route){"POST", "/admin/dlq/redrive", METRICS_ROUTE_ADMIN_REDRIVE_ALL,
+                                      HTTP_SCOPE_ADMIN, false, api_admin_redrive_all, &d->admin};
+    routes[i++] = (struct http_route){"POST", "/admin/dlq/{id}/redrive",
+                                      METRICS_ROUTE_ADMIN_REDRIVE, HTTP_SCOPE_ADMIN, false,
+                                      api_admin_redrive, &d->admin};
+    routes[i++] = (struct http_route){"DELETE", "/admin/dlq/{id}", METRICS_ROUTE_ADMIN_DLQ_ITEM,
+                                      HTTP_SCOPE_ADMIN, false, api_admin_dlq_delete, &d->admin};
     *n = i;
     return routes;
 }
@@ -196,6 +208,7 @@ static int start_all(struct daemon *d)
         log_error(NULL, "cannot start the committer: %s", strerror(-err));
         return err;
     }
+    d->admin = (struct api_admin){d->store, workers_wake, d->workers};
     if ((err = api_orders_new(d->store, d->committer, d->metrics, &d->orders)) != 0)
         return err;
     return start_http(d);

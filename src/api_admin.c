@@ -1,0 +1,164 @@
+/*
+ * api_admin.c — the dead-letter queue for operators (see api_admin.h).
+ *
+ * A redriven message goes back to the queue with a zero receive count and the
+ * workers are woken; a deleted dead letter is gone for good but its order row
+ * stays, status dead_lettered, so GET /orders/{id} still tells its story.
+ * Threads: HTTP threads.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_admin.h"
+#include "api_orders.h"
+#include "bounds.h"
+#include "ids.h"
+
+static void reply_object(struct http_request *req, unsigned status, json_t *obj)
+{
+    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(obj);
+    http_reply_json(req, status, text);
+}
+
+static void reply_storage_error(struct http_request *req, int err)
+{
+    if (err == STORE_ENOTFOUND) {
+        http_reply_problem(req, 404, NULL, "no dead letter with this id", NULL, 0);
+        return;
+    }
+    char v[16];
+    snprintf(v, sizeof(v), "%d", HTTP_RETRY_AFTER_S);
+    http_reply_header(req, "Retry-After", v);
+    http_reply_problem(req, 503, NULL, "storage is unavailable; retry later", NULL, 0);
+}
+
+static json_t *dead_letter_json(const struct store_dead_letter *d)
+{
+    char created[32], dead[32];
+    struct trace_context tc;
+    api_format_time(d->created_at_ms, created);
+    api_format_time(d->dead_lettered_at_ms, dead);
+    json_t *items = json_loads(d->items_json, 0, NULL);
+    bool traced = trace_parse(d->traceparent, &tc) == 0;
+    return json_pack("{s:s, s:s, s:o, s:I, s:o, s:s, s:s, s:o}", "order_id", d->order_id,
+                     "customer_id", d->customer_id, "items", items ? items : json_array(),
+                     "attempts", (json_int_t)d->attempts, "last_error",
+                     d->last_error ? json_string(d->last_error) : json_null(), "created_at",
+                     created, "dead_lettered_at", dead, "trace_id",
+                     traced ? json_string(tc.trace_id) : json_null());
+}
+
+/* Parses limit and cursor; false (with a 400 reply) when invalid. */
+static bool page_params(struct http_request *req, size_t *limit, char *before, size_t size)
+{
+    struct field_error errs[2];
+    size_t n = 0;
+    bool present = false;
+    *limit = HTTP_LIST_LIMIT_DEFAULT;
+    before[0] = '\0';
+    const char *v = http_request_query(req, "limit", &present);
+    if (present) {
+        char *end = NULL;
+        errno = 0;
+        long l = strtol(v, &end, 10);
+        if (errno || end == v || *end || l < 1 || l > HTTP_LIST_LIMIT_MAX) {
+            snprintf(errs[n].field, sizeof(errs[n].field), "limit");
+            snprintf(errs[n].message, sizeof(errs[n].message), "must be an integer from 1 to %d",
+                     HTTP_LIST_LIMIT_MAX);
+            n++;
+        } else {
+            *limit = (size_t)l;
+        }
+    }
+    v = http_request_query(req, "cursor", &present);
+    if (present && api_cursor_decode(v, before, size) != 0) {
+        snprintf(errs[n].field, sizeof(errs[n].field), "cursor");
+        snprintf(errs[n].message, sizeof(errs[n].message), "is not a cursor this server handed out");
+        n++;
+    }
+    if (n > 0)
+        http_reply_problem(req, 400, "Invalid query", "one or more query parameters are invalid",
+                           errs, n);
+    return n == 0;
+}
+
+void api_admin_dlq_list(struct http_request *req, void *ctx)
+{
+    struct api_admin *a = ctx;
+    size_t limit = 0;
+    char before[ID_ULID_LEN + 1];
+    if (!page_params(req, &limit, before, sizeof(before)))
+        return;
+    struct store_dead_letter *rows = NULL;
+    size_t n = 0;
+    int err = store_list_dead_letters(a->store, before[0] ? before : NULL, limit, &rows, &n);
+    if (err != STORE_OK) {
+        reply_storage_error(req, err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < n; i++)
+        json_array_append_new(arr, dead_letter_json(&rows[i]));
+    json_t *next = json_null();
+    if (n == limit && n > 0) {
+        char cursor[64];
+        api_cursor_encode(rows[n - 1].order_id, cursor, sizeof(cursor));
+        json_decref(next);
+        next = json_string(cursor);
+    }
+    store_dead_letters_free(rows, n);
+    reply_object(req, 200, json_pack("{s:o, s:o}", "dead_letters", arr ? arr : json_array(),
+                                     "next_cursor", next));
+}
+
+void api_admin_redrive(struct http_request *req, void *ctx)
+{
+    struct api_admin *a = ctx;
+    const char *id = http_request_param(req);
+    if (id == NULL || !ids_ulid_valid(id)) {
+        reply_storage_error(req, STORE_ENOTFOUND);
+        return;
+    }
+    int err = store_redrive(a->store, id, ids_now_ms());
+    if (err != STORE_OK) {
+        reply_storage_error(req, err);
+        return;
+    }
+    if (a->wake)
+        a->wake(a->wake_arg);
+    reply_object(req, 200, json_pack("{s:s, s:s}", "order_id", id, "status", "queued"));
+}
+
+void api_admin_redrive_all(struct http_request *req, void *ctx)
+{
+    struct api_admin *a = ctx;
+    uint64_t moved = 0;
+    int err = store_redrive_all(a->store, ids_now_ms(), &moved);
+    if (moved > 0 && a->wake)
+        a->wake(a->wake_arg);
+    if (err != STORE_OK) {
+        reply_storage_error(req, err == STORE_ENOTFOUND ? STORE_EUNAVAILABLE : err);
+        return;
+    }
+    reply_object(req, 200, json_pack("{s:I}", "redriven", (json_int_t)moved));
+}
+
+void api_admin_dlq_delete(struct http_request *req, void *ctx)
+{
+    struct api_admin *a = ctx;
+    const char *id = http_request_param(req);
+    if (id == NULL || !ids_ulid_valid(id)) {
+        reply_storage_error(req, STORE_ENOTFOUND);
+        return;
+    }
+    int err = store_delete_dead_letter(a->store, id);
+    if (err != STORE_OK) {
+        reply_storage_error(req, err);
+        return;
+    }
+    http_reply_static(req, 204, "application/json", "", 0);
+}

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# bench/run.sh — durable intake of orderd against nginx answering a static 202,
+# same machine, same wrk load, same run. Ratios are the result; absolute numbers
+# move with the machine.
+#
+#   make bench                          (BENCH_SECONDS=10 BENCH_CONNS="1 16 64 256")
+#   BENCH_DURABILITY="full" make bench
+#
+# For each durability and connection count: orderd req/s, ratio to nginx,
+# p50/p99 of both, the drain rate of the workers (processed/s over the run
+# plus the time to empty the queue, against accepted/s), peak RSS.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+bin=${TEST_ORDERD_BIN:-$root/build/orderd}
+seconds=${BENCH_SECONDS:-10}
+conns=${BENCH_CONNS:-"1 16 64 256"}
+durabilities=${BENCH_DURABILITY:-"full normal"}
+threads=${BENCH_WRK_THREADS:-2}
+
+tmp=$(mktemp -d /tmp/orderd-bench.XXXXXX)
+orderd_pid=""
+nginx_pid=""
+cleanup() {
+    [ -n "$orderd_pid" ] && kill "$orderd_pid" 2>/dev/null && wait "$orderd_pid" 2>/dev/null
+    [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+for tool in wrk nginx curl; do
+    command -v "$tool" >/dev/null || { echo "bench: $tool is missing (make deps-bench)" >&2; exit 1; }
+done
+
+free_port() {
+    local p
+    for _ in $(seq 1 100); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return
+        fi
+    done
+    echo "bench: no free port" >&2
+    exit 1
+}
+
+start_nginx() {
+    local port=$1
+    mkdir -p "$tmp/nginx/logs"
+    cat > "$tmp/nginx/nginx.conf" <<EOF
+worker_processes 2;
+daemon off;
+pid $tmp/nginx/nginx.pid;
+error_log stderr warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    server {
+        listen 127.0.0.1:$port;
+        location / {
+            default_type application/json;
+            return 202 '{"order_id":"01M8AJKVKZGKBC8VSNJ2N4KRD3","status":"queued","trace_id":"beb2d5bdf7ba4ba9afa3042cb7313832"}';
+        }
+    }
+}
+EOF
+    nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>"$tmp/nginx/err.log" &
+    nginx_pid=$!
+    for _ in $(seq 1 50); do
+        curl -s -o /dev/null "http://127.0.0.1:$port/" && return
+        sleep 0.1
+    done
+    echo "bench: nginx did not start" >&2
+    cat "$tmp/nginx/err.log" >&2
+    exit 1
+}
+
+start_orderd() {
+    local durability=$1
+    rm -rf "$tmp/db"
+    mkdir -p "$tmp/db"
+    cat > "$tmp/orderd.conf" <<EOF
+[server]
+listen = 127.0.0.1:0
+max_connections = 4096
+max_connections_per_ip = 0
+[storage]
+path = $tmp/db/orderd.db
+durability = $durability
+[queue]
+max_depth = 100000000
+[log]
+level = warn
+EOF
+    : > "$tmp/orderd.log"
+    ORDERD_LOG_LEVEL=info "$bin" -c "$tmp/orderd.conf" 2>"$tmp/orderd.log" &
+    orderd_pid=$!
+    for _ in $(seq 1 100); do
+        orderd_port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$tmp/orderd.log" | head -1)
+        [ -n "$orderd_port" ] && return
+        sleep 0.05
+    done
+    echo "bench: orderd did not start" >&2
+    cat "$tmp/orderd.log" >&2
+    exit 1
+}
+
+stop_orderd() {
+    kill -TERM "$orderd_pid"
+    wait "$orderd_pid" || true
+    orderd_pid=""
+}
+
+# wrk_run URL CONNS -> "rps p50_ms p99_ms non2xx errors"
+wrk_run() {
+    local url=$1 c=$2 t=$threads out
+    [ "$c" -lt "$t" ] && t=$c
+    out=$(wrk -t"$t" -c"$c" -d"${seconds}s" --latency -s "$here/post_order.lua" "$url" 2>&1)
+    local rps p50 p99 non2xx errors
+    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+    p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+    p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+    non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+    errors=$(awk '/Socket errors/ {gsub(",",""); print $4+$6+$8+$10}' <<<"$out")
+    echo "$rps $(to_ms "$p50") $(to_ms "$p99") ${non2xx:-0} ${errors:-0}"
+}
+
+# wrk prints 512.00us / 4.06ms / 1.20s
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.2f", v / 1000 }
+        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.2f", v }
+        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.2f", v * 1000 }
+        else printf "%s", v }'
+}
+
+metric() {
+    curl -s "http://127.0.0.1:$orderd_port/metrics" | awk -v m="$1" '$1==m {print $2}'
+}
+
+# Seconds (fractional) until the queue is empty, bounded.
+drain_seconds() {
+    local start now depth
+    start=$(date +%s.%N)
+    for _ in $(seq 1 1200); do
+        depth=$(metric orderd_queue_depth)
+        [ "${depth:-1}" = "0" ] && break
+        sleep 0.05
+    done
+    now=$(date +%s.%N)
+    awk -v a="$start" -v b="$now" 'BEGIN { printf "%.2f", b - a }'
+}
+
+peak_rss_mib() {
+    awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$orderd_pid/status"
+}
+
+nginx_port=$(free_port)
+start_nginx "$nginx_port"
+
+printf '\norderd bench: %ss per run, wrk %s threads, %s cores, %s\n' "$seconds" "$threads" \
+    "$(nproc)" "$(date -u +%FT%TZ)"
+printf '%-10s %5s | %9s %9s %6s | %8s %8s %8s %8s | %9s %9s %6s | %7s %6s\n' \
+    durability conns orderd nginx ratio o_p50ms o_p99ms n_p50ms n_p99ms accept/s drain/s keeps rss_MiB errors
+for durability in $durabilities; do
+    for c in $conns; do
+        start_orderd "$durability"
+        read -r o_rps o_p50 o_p99 o_non2xx o_err <<<"$(wrk_run "http://127.0.0.1:$orderd_port/orders" "$c")"
+        accepted=$(metric orderd_orders_received_total)
+        drain=$(drain_seconds)
+        rss=$(peak_rss_mib)
+        stop_orderd
+        read -r n_rps n_p50 n_p99 _ _ <<<"$(wrk_run "http://127.0.0.1:$nginx_port/orders" "$c")"
+        awk -v d="$durability" -v c="$c" -v o="$o_rps" -v n="$n_rps" -v op50="$o_p50" \
+            -v op99="$o_p99" -v np50="$n_p50" -v np99="$n_p99" -v acc="$accepted" \
+            -v s="$seconds" -v dr="$drain" -v rss="$rss" -v e="$((o_non2xx + o_err))" 'BEGIN {
+            arate = acc / s; drate = acc / (s + dr);
+            printf "%-10s %5d | %9.0f %9.0f %6.2f | %8.2f %8.2f %8.2f %8.2f | %9.0f %9.0f %6s | %7s %6d\n",
+                d, c, o, n, o / n, op50, op99, np50, np99, arate, drate,
+                (dr < 1 ? "yes" : "no"), rss, e }'
+    done
+done
+printf '\nratio = orderd req/s / nginx req/s; keeps = the queue was empty within 1 s of the end of the run\n'
+printf 'drain/s = accepted / (run + time to empty the queue); errors = non-2xx + socket errors of orderd\n'

@@ -1,8 +1,9 @@
 /*
  * ids.h — identifiers that sort by time and cannot be guessed.
  *
- * Order ids are ULIDs: 48 bits of milliseconds and 80 random bits from
- * getrandom(2), in Crockford base32 (26 characters). Thread-safe.
+ * Order ids are ULIDs: 48 bits of milliseconds and 80 random bits from the
+ * GnuTLS DRBG (gnutls_rnd, seeded from getrandom), in Crockford base32
+ * (26 characters). Thread-safe.
  */
 #ifndef ORDERD_IDS_H
 #define ORDERD_IDS_H
@@ -13,7 +14,7 @@
 
 #include "bounds.h"
 
-/* Fills buf with n random bytes; 0 or -errno (getrandom failure). */
+/* Fills buf with n random bytes; 0 or -EIO (DRBG failure). */
 int ids_random_bytes(void *buf, size_t n);
 
 /* Writes a ULID for time ms into out (ID_ULID_LEN + 1 bytes). 0 or -errno. */

@@ -28,7 +28,7 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libsqlite3-dev \
              libjansson-dev libuv1-dev libinih-dev libgnutls28-dev check
 DEB_TEST  := curl sqlite3 clang libclang-rt-14-dev systemd util-linux procps \
-             prometheus prometheus-alertmanager
+             prometheus prometheus-alertmanager groff-base man-db nodejs shellcheck
 DEB_BENCH := wrk nginx-light
 
 PKGS := libmicrohttpd sqlite3 jansson libuv inih gnutls
@@ -98,8 +98,12 @@ endef
 
 deps:
 	$(call apt_install_missing,$(DEB_BUILD))
+# npm is not in DEB_TEST: where nodejs comes from NodeSource it ships npm, and
+# Debian's npm package would conflict with it.
 deps-test: deps
 	$(call apt_install_missing,$(DEB_TEST))
+	@command -v npm >/dev/null 2>&1 || $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -q --no-install-recommends npm
 deps-bench: deps
 	$(call apt_install_missing,$(DEB_BENCH))
 
@@ -152,6 +156,14 @@ install: all
 	  install -m 0640 etc/orderd/orderd.conf $(DESTDIR)$(SYSCONFDIR)/orderd/orderd.conf
 	install -m 0644 docs/orderd.8 $(DESTDIR)$(MANDIR)/man8/orderd.8
 	install -m 0644 docs/orderd.conf.5 $(DESTDIR)$(MANDIR)/man5/orderd.conf.5
+	@# On a real system (no DESTDIR): create the user and state directory now and
+	@# let the orderd group read its config, so `systemctl start orderd` works.
+	@if [ -z "$(DESTDIR)" ]; then \
+	  systemd-sysusers $(SYSUSERSDIR)/orderd.conf && \
+	  systemd-tmpfiles --create $(TMPFILESDIR)/orderd.conf && \
+	  chgrp orderd $(SYSCONFDIR)/orderd/orderd.conf && \
+	  { systemctl daemon-reload 2>/dev/null || true; }; \
+	fi
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/orderd $(DESTDIR)$(UNITDIR)/orderd.service \

@@ -417,13 +417,15 @@ static int exec_sql(sqlite3 *db, const char *sql, const char *where)
     return rc;
 }
 
-/* Creates the file 0600 before SQLite does, so it never exists with looser modes. */
-static int create_private_file(const char *path)
+/* Creates the file 0600 before SQLite does, so it never exists with looser
+ * modes. exclusive: fail if it exists (a backup never overwrites). */
+static int create_private_file(const char *path, bool exclusive)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | (exclusive ? O_EXCL : 0), 0600);
     if (fd < 0) {
-        log_error(NULL, "store: cannot create %s: %s", path, strerror(errno));
-        return -errno;
+        int err = -errno;
+        log_error(NULL, "store: cannot create %s: %s", path, strerror(-err));
+        return err;
     }
     close(fd);
     return 0;
@@ -503,7 +505,7 @@ static int prepare_writer(struct store *s)
 static int open_writer(struct store *s)
 {
     struct stat sb;
-    if (stat(s->path, &sb) != 0 && errno == ENOENT && create_private_file(s->path) != 0)
+    if (stat(s->path, &sb) != 0 && errno == ENOENT && create_private_file(s->path, false) != 0)
         return STORE_EOPEN;
     if (open_connection(s->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &s->writer) !=
         SQLITE_OK)
@@ -1394,12 +1396,23 @@ int store_checkpoint(struct store *s)
 int store_backup(const char *db_path, const char *dest_path)
 {
     struct stat sb;
-    if (stat(dest_path, &sb) == 0) {
-        log_error(NULL, "backup: %s exists; refusing to overwrite it", dest_path);
+    if (stat(db_path, &sb) != 0) {
+        log_error(NULL, "backup: cannot read %s: %s", db_path, strerror(errno));
         return STORE_EOPEN;
     }
-    if (create_private_file(dest_path) != 0)
+    /* Opening a WAL database may create -wal/-shm files; made by another user
+     * (root) they would lock the daemon out of its own database. */
+    if (sb.st_uid != geteuid()) {
+        log_error(NULL, "backup: run as the owner of %s (uid %u), e.g. runuser -u orderd --",
+                  db_path, (unsigned)sb.st_uid);
         return STORE_EOPEN;
+    }
+    int crc = create_private_file(dest_path, true);
+    if (crc != 0) {
+        if (crc == -EEXIST)
+            log_error(NULL, "backup: %s exists; refusing to overwrite it", dest_path);
+        return STORE_EOPEN;
+    }
     sqlite3 *src = NULL, *dst = NULL;
     int err = STORE_EOPEN;
     if (open_connection(db_path, SQLITE_OPEN_READONLY, &src) != SQLITE_OK)

@@ -169,8 +169,8 @@ struct store_settlement {
 /* Applies n settlements in one transaction (see store_sqlite.c for each). */
 int store_settle(struct store *s, struct store_settlement *items, size_t n, int64_t now_ms);
 
-/* Makes messages under these receipts visible now (drain). */
-int store_release(struct store *s, const struct store_message *msgs, size_t n);
+/* Makes messages under these receipts visible at now_ms and gives back the receive (drain). */
+int store_release(struct store *s, const struct store_message *msgs, size_t n, int64_t now_ms);
 
 /* When the next message becomes visible; STORE_ENOTFOUND when the queue is empty. */
 int store_next_visible_ms(struct store *s, int64_t *when_ms);
@@ -187,7 +187,7 @@ struct store_dead_letter {
     int64_t dead_lettered_at_ms;
     char traceparent[TRACEPARENT_LEN + 1];
 };
-/* Newest dead letter first; after_id is the cursor (NULL = first page). */
+/* Newest dead letter first; before_id is the cursor (NULL = first page). */
 int store_list_dead_letters(struct store *s, const char *before_id, size_t limit,
                             struct store_dead_letter **out, size_t *n);
 void store_dead_letters_free(struct store_dead_letter *d, size_t n);

@@ -91,7 +91,10 @@ static void commit_batch(struct committer *c, struct committer_item **batch, siz
                  store_strerror(err));
     atomic_fetch_add(&c->batches, 1);
     atomic_fetch_add(&c->items, n);
-    if (err == STORE_OK && c->on_commit)
+    size_t written = 0;
+    for (size_t i = 0; err == STORE_OK && i < n; i++)
+        written += orders[i].result == STORE_OK;
+    if (written > 0 && c->on_commit)
         c->on_commit(c->on_commit_arg);
     /* done() may free the item: read nothing from it afterwards. */
     for (size_t i = 0; i < n; i++) {

@@ -394,6 +394,15 @@ static int txn_abort(struct store *s, int rc, const char *where)
     return err;
 }
 
+/* Commits and keeps write_lock on success, so the caller updates the depth
+ * counters before anyone else writes, then calls writer_unlock(); on failure
+ * rolls back and unlocks. */
+static int txn_commit_hold(struct store *s, const char *where)
+{
+    int rc = writer_exec(s, W_COMMIT);
+    return rc == SQLITE_OK ? STORE_OK : txn_abort(s, rc, where);
+}
+
 /* Commits and unlocks; on failure rolls back. */
 static int txn_commit(struct store *s, const char *where)
 {
@@ -721,10 +730,11 @@ int store_enqueue_batch(struct store *s, struct store_new_order *orders, size_t 
         o->result = STORE_OK;
         added++;
     }
-    err = txn_commit(s, "enqueue commit");
+    err = txn_commit_hold(s, "enqueue commit");
     if (err != STORE_OK)
         goto fail_all;
     atomic_fetch_add(&s->queue_depth, added);
+    writer_unlock(s);
     return STORE_OK;
 
 fail_all:
@@ -839,7 +849,7 @@ int store_list_orders(struct store *s, const struct store_order_filter *f, int64
     }
     size_t count = 0;
     int err = STORE_OK;
-    int rc;
+    int rc = SQLITE_DONE;
     while (count < f->limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         err = read_order_row(st, &rows[count]);
         if (err != STORE_OK)
@@ -1100,11 +1110,7 @@ int store_claim(struct store *s, int64_t now_ms, int64_t lease_ms, uint32_t max_
         rc = claim_one(s, &rows[i], receipt, max_receives, now_ms, out, n, &dead);
     for (size_t i = 0; i < nrows; i++)
         free(rows[i].last_error);
-    if (rc == SQLITE_OK) {
-        err = txn_commit(s, "claim commit");
-    } else {
-        err = txn_abort(s, rc, "claim");
-    }
+    err = rc == SQLITE_OK ? txn_commit_hold(s, "claim commit") : txn_abort(s, rc, "claim");
     if (err != STORE_OK) {
         for (size_t i = 0; i < *n; i++)
             store_message_clear(&out[i]);
@@ -1113,6 +1119,7 @@ int store_claim(struct store *s, int64_t now_ms, int64_t lease_ms, uint32_t max_
     }
     atomic_fetch_sub(&s->queue_depth, dead);
     atomic_fetch_add(&s->dlq_depth, dead);
+    writer_unlock(s);
     *dead_lettered = dead;
     return STORE_OK;
 }
@@ -1191,20 +1198,21 @@ int store_settle(struct store *s, struct store_settlement *items, size_t n, int6
             break;
         }
     }
-    err = rc == SQLITE_OK ? txn_commit(s, "settle commit") : txn_abort(s, rc, "settle");
+    err = rc == SQLITE_OK ? txn_commit_hold(s, "settle commit") : txn_abort(s, rc, "settle");
     if (err != STORE_OK)
         return err;
     atomic_fetch_sub(&s->queue_depth, removed + dead);
     atomic_fetch_add(&s->dlq_depth, dead);
+    writer_unlock(s);
     return STORE_OK;
 }
 
-int store_release(struct store *s, const struct store_message *msgs, size_t n)
+int store_release(struct store *s, const struct store_message *msgs, size_t n, int64_t now_ms)
 {
     int err = txn_begin(s, false, "release");
     if (err != STORE_OK)
         return err;
-    int64_t now = ids_now_ms();
+    int64_t now = now_ms;
     int rc = SQLITE_OK;
     for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
         sqlite3_stmt *st = wstmt(s, W_RELEASE);
@@ -1249,7 +1257,7 @@ int store_list_dead_letters(struct store *s, const char *before_id, size_t limit
     bind_text(st, 1, before_id);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
     size_t count = 0;
-    int rc, err = STORE_OK;
+    int rc = SQLITE_DONE, err = STORE_OK;
     while (count < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct store_dead_letter *d = &rows[count++];
         copy_column(st, 0, d->order_id, sizeof(d->order_id));
@@ -1311,10 +1319,11 @@ int store_redrive(struct store *s, const char *order_id, int64_t now_ms)
     }
     if (rc != SQLITE_OK)
         return txn_abort(s, rc, "redrive");
-    err = txn_commit(s, "redrive commit");
+    err = txn_commit_hold(s, "redrive commit");
     if (err == STORE_OK) {
         atomic_fetch_sub(&s->dlq_depth, 1);
         atomic_fetch_add(&s->queue_depth, 1);
+        writer_unlock(s);
     }
     return err;
 }
@@ -1329,7 +1338,7 @@ static int redrive_batch(struct store *s, int64_t now_ms, uint64_t *moved)
     if (err != STORE_OK)
         return err;
     sqlite3_stmt *st = wstmt(s, W_REDRIVE_NEXT);
-    int rc;
+    int rc = SQLITE_DONE;
     while (n < 500 && (rc = sqlite3_step(st)) == SQLITE_ROW)
         copy_column(st, 0, ids[n++], sizeof(ids[0]));
     done_stmt(st);
@@ -1340,10 +1349,11 @@ static int redrive_batch(struct store *s, int64_t now_ms, uint64_t *moved)
         rc = redrive_one(s, ids[i], now_ms);
     if (rc != SQLITE_OK)
         return txn_abort(s, rc, "redrive all");
-    err = txn_commit(s, "redrive all commit");
+    err = txn_commit_hold(s, "redrive all commit");
     if (err == STORE_OK) {
         atomic_fetch_sub(&s->dlq_depth, n);
         atomic_fetch_add(&s->queue_depth, n);
+        writer_unlock(s);
         *moved = n;
     }
     return err;
@@ -1373,13 +1383,13 @@ int store_delete_dead_letter(struct store *s, const char *order_id)
     if (rc != SQLITE_OK)
         return txn_abort(s, rc, "delete dead letter");
     bool found = sqlite3_changes(s->writer) > 0;
-    err = txn_commit(s, "delete dead letter commit");
+    err = txn_commit_hold(s, "delete dead letter commit");
     if (err != STORE_OK)
         return err;
-    if (!found)
-        return STORE_ENOTFOUND;
-    atomic_fetch_sub(&s->dlq_depth, 1);
-    return STORE_OK;
+    if (found)
+        atomic_fetch_sub(&s->dlq_depth, 1);
+    writer_unlock(s);
+    return found ? STORE_OK : STORE_ENOTFOUND;
 }
 
 /* ---- maintenance ------------------------------------------------------- */

@@ -242,7 +242,7 @@ static void process_batch(struct workers *w, struct store_message *msgs, size_t 
     size_t done = 0;
     for (; done < n && !(done > 0 && stopping(w)); done++)
         decide(w, &msgs[done], &verdicts[done]);
-    if (done < n && store_release(w->store, msgs + done, n - done) != STORE_OK)
+    if (done < n && store_release(w->store, msgs + done, n - done, ids_now_ms()) != STORE_OK)
         log_warn(NULL, "worker: could not release %zu leases; they expire by themselves",
                  n - done);
     settle(w, verdicts, done);

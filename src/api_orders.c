@@ -273,7 +273,7 @@ static void accepted(struct committer_item *item, void *arg)
     switch (item->order.result) {
     case STORE_OK:
         metrics_counter_add(p->api->metrics, METRICS_ORDERS_RECEIVED, 1);
-        log_info(&lc, "order accepted");
+        log_debug(&lc, "order accepted"); /* per order: debug, see docs/performance.md */
         reply_accepted(req, p->order_id, p->response_json, false);
         break;
     case STORE_EQUEUEFULL:

@@ -5,6 +5,8 @@
 #ifndef ORDERD_API_SYSTEM_H
 #define ORDERD_API_SYSTEM_H
 
+#include <stdatomic.h>
+
 #include "http.h"
 #include "metrics.h"
 #include "store.h"
@@ -12,7 +14,8 @@
 struct api_system {
     struct store *store;
     struct metrics *metrics;
-    struct http_server *server;   /* set once the server runs: draining state */
+    /* Set by the loop thread once the server runs, read by HTTP threads. */
+    struct http_server *_Atomic server;
 };
 
 void api_system_healthz(struct http_request *req, void *ctx);

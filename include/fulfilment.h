@@ -2,7 +2,8 @@
  * fulfilment.h — runs the operator's fulfilment_command for one order:
  * no shell (posix_spawn), the order JSON on stdin, ORDER_ID and TRACEPARENT in
  * its environment, in its own process group that is killed whole at the
- * timeout. Exit 0 is success; otherwise its stderr (bounded) says why.
+ * timeout, and once the command itself has exited (nothing it started
+ * outlives it). Exit 0 is success; otherwise its stderr (bounded) says why.
  *
  * Thread-safe: each call owns its pipes and child. The process must ignore
  * SIGPIPE (main does).

@@ -52,12 +52,30 @@ static json_t *dead_letter_json(const struct store_dead_letter *d)
                      traced ? json_string(tc.trace_id) : json_null());
 }
 
+struct unknown_params {
+    struct field_error *errs;
+    size_t *n;
+    size_t max;
+};
+
+static void reject_unknown(void *arg, const char *name)
+{
+    struct unknown_params *u = arg;
+    if (strcmp(name, "limit") == 0 || strcmp(name, "cursor") == 0 || *u->n >= u->max)
+        return;
+    struct field_error *e = &u->errs[(*u->n)++];
+    snprintf(e->field, sizeof(e->field), "%.47s", name);
+    snprintf(e->message, sizeof(e->message), "unknown query parameter");
+}
+
 /* Parses limit and cursor; false (with a 400 reply) when invalid. */
 static bool page_params(struct http_request *req, size_t *limit, char *before, size_t size)
 {
-    struct field_error errs[2];
+    struct field_error errs[8];
     size_t n = 0;
     bool present = false;
+    struct unknown_params u = {errs, &n, 6};
+    http_request_query_names(req, reject_unknown, &u);
     *limit = HTTP_LIST_LIMIT_DEFAULT;
     before[0] = '\0';
     const char *v = http_request_query(req, "limit", &present);

@@ -26,7 +26,8 @@ void api_system_readyz(struct http_request *req, void *ctx)
 {
     struct api_system *sys = ctx;
     const char *why = NULL;
-    if (sys->server && http_server_draining(sys->server))
+    struct http_server *srv = atomic_load(&sys->server);
+    if (srv && http_server_draining(srv))
         why = "orderd is shutting down";
     else if (!store_writable(sys->store))
         why = "the database is not writable (disk full, read-only or I/O error)";

@@ -16,6 +16,8 @@
  * Threads: everything in this file runs on the loop thread (main thread).
  */
 #include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,7 +188,7 @@ static int start_http(struct daemon *d)
     }
     free(cert);
     if (err == 0)
-        d->system.server = d->http;
+        atomic_store(&d->system.server, d->http);
     return err;
 }
 
@@ -393,6 +395,9 @@ int daemon_run(const char *config_path, struct config *cfg, char *const *envp)
              cfg->durability == DURABILITY_FULL ? "full" : "normal", cfg->worker_count);
     notify_send("READY=1");
     uv_run(&d.loop, UV_RUN_DEFAULT);
+    /* Stopped: a late second SIGTERM must not turn a clean exit into 143. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     uv_loop_close(&d.loop);
     return 0;
 }

@@ -199,58 +199,80 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
-/* Feeds stdin and collects stderr until both are done or the deadline passes. */
-static bool pump(struct child *ch, const char *input, size_t len, double deadline, char *buf,
-                 size_t cap, size_t *used)
+/* After the command exits, how long its stderr may still drain (a background
+ * child that inherited it would otherwise hold us until the timeout). */
+#define STDERR_LINGER_S 0.1
+#define POLL_SLICE_MS 50
+
+struct pump_state {
+    size_t written;
+    bool exited;
+    int status;
+    double linger_until;
+};
+
+static void feed_stdin(struct child *ch, const char *input, size_t len, struct pump_state *ps)
 {
-    size_t written = 0;
-    if (len == 0)
-        close_fd(&ch->in_fd);
-    while (ch->in_fd >= 0 || ch->err_fd >= 0) {
-        double left = deadline - ids_monotonic_seconds();
-        if (left <= 0)
-            return false;
-        struct pollfd p[2] = {{ch->in_fd, POLLOUT, 0}, {ch->err_fd, POLLIN, 0}};
-        int n = poll(p, 2, (int)(left * 1000) + 1);
-        if (n < 0 && errno != EINTR)
-            return true;
-        if (n <= 0)
-            continue;
-        if (ch->in_fd >= 0 && (p[0].revents & (POLLOUT | POLLERR | POLLHUP))) {
-            ssize_t w = write(ch->in_fd, input + written, len - written);
-            if (w > 0)
-                written += (size_t)w;
-            if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == len)
-                close_fd(&ch->in_fd); /* EPIPE: it stopped reading; fine */
-        }
-        if (ch->err_fd >= 0 && (p[1].revents & (POLLIN | POLLERR | POLLHUP))) {
-            char tmp[1024];
-            ssize_t r = read(ch->err_fd, tmp, sizeof(tmp));
-            if (r > 0) {
-                size_t keep = (size_t)r < cap - *used ? (size_t)r : cap - *used;
-                memcpy(buf + *used, tmp, keep);
-                *used += keep;
-            } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
-                close_fd(&ch->err_fd);
-            }
-        }
-    }
-    return true;
+    ssize_t w = write(ch->in_fd, input + ps->written, len - ps->written);
+    if (w > 0)
+        ps->written += (size_t)w;
+    if ((w < 0 && errno != EAGAIN && errno != EINTR) || ps->written == len)
+        close_fd(&ch->in_fd); /* EPIPE: it stopped reading; fine */
 }
 
-/* Waits for the child until the deadline; true when it was reaped into *status. */
-static bool reap_until(pid_t pid, double deadline, int *status)
+static void drain_stderr(struct child *ch, char *buf, size_t cap, size_t *used)
 {
+    char tmp[1024];
+    ssize_t r = read(ch->err_fd, tmp, sizeof(tmp));
+    if (r > 0) {
+        size_t keep = (size_t)r < cap - *used ? (size_t)r : cap - *used;
+        memcpy(buf + *used, tmp, keep);
+        *used += keep;
+    } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+        close_fd(&ch->err_fd);
+    }
+}
+
+static void check_exit(struct child *ch, struct pump_state *ps)
+{
+    if (ps->exited)
+        return;
+    pid_t r = waitpid(ch->pid, &ps->status, WNOHANG);
+    if (r == ch->pid || (r < 0 && errno == ECHILD)) {
+        ps->exited = true;
+        ps->linger_until = ids_monotonic_seconds() + STDERR_LINGER_S;
+        close_fd(&ch->in_fd);
+    }
+}
+
+/*
+ * Feeds stdin, collects stderr and watches for the command's exit. Returns
+ * true when it exited before the deadline (ps->status holds how).
+ */
+static bool pump(struct child *ch, const char *input, size_t len, double deadline, char *buf,
+                 size_t cap, size_t *used, struct pump_state *ps)
+{
+    if (len == 0)
+        close_fd(&ch->in_fd);
     for (;;) {
-        pid_t r = waitpid(pid, status, WNOHANG);
-        if (r == pid)
+        check_exit(ch, ps);
+        double now = ids_monotonic_seconds();
+        if (ps->exited && (ch->err_fd < 0 || now >= ps->linger_until))
             return true;
-        if (r < 0 && errno != EINTR)
-            return true;
-        if (ids_monotonic_seconds() >= deadline)
+        if (!ps->exited && now >= deadline)
             return false;
-        struct timespec ts = {0, 2 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        double until = ps->exited ? ps->linger_until : deadline;
+        int slice = (int)((until - now) * 1000) + 1;
+        struct pollfd p[2] = {{ch->in_fd, POLLOUT, 0}, {ch->err_fd, POLLIN, 0}};
+        int n = poll(p, 2, slice < POLL_SLICE_MS ? slice : POLL_SLICE_MS);
+        if (n < 0 && errno != EINTR)
+            return false;
+        if (n <= 0)
+            continue;
+        if (ch->in_fd >= 0 && (p[0].revents & (POLLOUT | POLLERR | POLLHUP)))
+            feed_stdin(ch, input, len, ps);
+        if (ch->err_fd >= 0 && (p[1].revents & (POLLIN | POLLERR | POLLHUP)))
+            drain_stderr(ch, buf, cap, used);
     }
 }
 
@@ -289,12 +311,13 @@ int fulfilment_run(const struct fulfilment_command *cmd, const char *input, size
     double deadline = ids_monotonic_seconds() + (double)timeout_ms / 1000.0;
     char captured[4096];
     size_t used = 0;
-    bool in_time = pump(&ch, input, input_len, deadline, captured, sizeof(captured) - 1, &used);
-    int status = 0;
-    if (in_time)
-        in_time = reap_until(ch.pid, deadline, &status);
-    if (!in_time) {
-        kill(-ch.pid, SIGKILL);
+    struct pump_state ps = {0};
+    bool in_time = pump(&ch, input, input_len, deadline, captured, sizeof(captured) - 1, &used,
+                        &ps);
+    int status = ps.status;
+    /* Whatever is left of its process group goes: nothing outlives a fulfilment. */
+    kill(-ch.pid, SIGKILL);
+    if (!ps.exited) {
         while (waitpid(ch.pid, &status, 0) < 0 && errno == EINTR)
             ;
     }

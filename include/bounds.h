@@ -26,6 +26,7 @@
 #define IDEMPOTENCY_KEY_MAX 255
 
 /* HTTP. */
+#define HTTP_CLIENT_MAX 64               /* a client's name: API key name or address */
 #define HTTP_HEADER_BYTES_MAX (16 * 1024) /* per connection memory for headers */
 #define HTTP_DRAIN_TIMEOUT_MS 10000       /* SIGTERM: wait this long for in-flight requests */
 #define HTTP_RETRY_AFTER_S 1              /* Retry-After on 503 */

@@ -45,7 +45,8 @@ struct http_route {
 /*
  * Access control hook, called before the handler of a route whose scope is not
  * NONE. Returns 0 to allow, 401 or 403 to refuse (the server writes the
- * problem). client_out (size 64) receives the key's name for rate limiting.
+ * problem). client_out (HTTP_CLIENT_MAX + 1 bytes) receives the key's name
+ * for rate limiting.
  */
 typedef unsigned (*http_authorize_fn)(void *ctx, const char *authorization,
                                       enum http_scope scope, char *client_out, size_t size);

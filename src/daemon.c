@@ -28,6 +28,7 @@
 #include "api_admin.h"
 #include "api_orders.h"
 #include "api_system.h"
+#include "auth.h"
 #include "committer.h"
 #include "daemon.h"
 #include "http.h"
@@ -35,6 +36,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "ratelimit.h"
 #include "store.h"
 #include "worker.h"
 
@@ -61,6 +63,8 @@ struct daemon {
     struct api_orders *orders;
     struct api_system system;
     struct api_admin admin;
+    struct auth *auth;            /* NULL: no keys_file, no auth */
+    struct ratelimit *ratelimit;  /* always there; rate 0 = off */
     struct http_server *http;
 };
 
@@ -180,6 +184,10 @@ static int start_http(struct daemon *d)
         .routes = routes,
         .route_count = nroutes,
         .metrics = d->metrics,
+        .authorize = d->auth ? auth_http_authorize : NULL,
+        .authorize_ctx = d->auth,
+        .rate_limit = ratelimit_http_check,
+        .rate_limit_ctx = d->ratelimit,
     };
     int err = http_server_start(&ho, &d->http);
     if (key) {
@@ -189,6 +197,34 @@ static int start_http(struct daemon *d)
     free(cert);
     if (err == 0)
         atomic_store(&d->system.server, d->http);
+    return err;
+}
+
+static void log_auth_errors(const char *path, const struct auth_errors *errs, const char *what)
+{
+    for (size_t i = 0; i < errs->count; i++)
+        log_error(NULL, "%s: %s:%u: %s", what, path, errs->items[i].line, errs->items[i].message);
+}
+
+static int start_access_control(struct daemon *d)
+{
+    const struct config *c = d->cfg;
+    int err;
+    if (c->keys_file) {
+        struct auth_errors errs = {0};
+        err = auth_load(c->keys_file, &d->auth, &errs);
+        if (err != 0) {
+            log_auth_errors(c->keys_file, &errs, "auth");
+            log_error(NULL, "auth: cannot load %s", c->keys_file);
+            return err;
+        }
+        if (auth_key_count(d->auth) == 0)
+            log_warn(NULL, "auth: %s has no keys; every API request gets 401", c->keys_file);
+    }
+    /* Always created, so that a reload can turn rate limiting on. */
+    err = ratelimit_new(0, c->rate, c->burst, &d->ratelimit);
+    if (err != 0)
+        log_error(NULL, "cannot create the rate limiter: %s", strerror(-err));
     return err;
 }
 
@@ -213,6 +249,8 @@ static int start_all(struct daemon *d)
     d->admin = (struct api_admin){d->store, workers_wake, d->workers};
     if ((err = api_orders_new(d->store, d->committer, d->metrics, &d->orders)) != 0)
         return err;
+    if ((err = start_access_control(d)) != 0)
+        return err;
     return start_http(d);
 }
 
@@ -222,6 +260,10 @@ static void stop_all(struct daemon *d)
 {
     http_server_stop(d->http);
     d->http = NULL;
+    auth_free(d->auth);
+    d->auth = NULL;
+    ratelimit_free(d->ratelimit);
+    d->ratelimit = NULL;
     committer_stop(d->committer);
     d->committer = NULL;
     workers_stop(d->workers);
@@ -319,6 +361,17 @@ static void reload(struct daemon *d)
         return;
     }
     warn_restart_needed(d->cfg, &fresh);
+    if ((d->auth == NULL) != (fresh.keys_file == NULL))
+        log_warn(NULL, "reload: turning auth on or off takes effect after a restart");
+    else if (d->auth) {
+        struct auth_errors aerrs = {0};
+        if (auth_reload(d->auth, fresh.keys_file, &aerrs) != 0) {
+            log_auth_errors(fresh.keys_file, &aerrs, "reload");
+            log_error(NULL, "reload: %s has errors; keeping the running keys", fresh.keys_file);
+        }
+    }
+    if (ratelimit_configure(d->ratelimit, fresh.rate, fresh.burst) != 0)
+        log_error(NULL, "reload: rate limits not applied");
     log_configure(fresh.log_level, fresh.log_format);
     d->cfg->log_level = fresh.log_level;
     d->cfg->log_format = fresh.log_format;

@@ -56,7 +56,7 @@ struct http_request {
     char param[ID_ULID_LEN * 4];
     char request_id[REQUEST_ID_MAX + 1];
     struct trace_context trace;
-    char client[64];
+    char client[HTTP_CLIENT_MAX + 1];
     double started;
 
     char *body;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
@@ -26,6 +27,7 @@ static void usage(FILE *to)
     fprintf(to, "usage: orderd [-c FILE]                 run (default FILE: %s)\n"
                 "       orderd -c FILE --check-config    validate FILE and exit\n"
                 "       orderd -c FILE backup DEST       online copy of the database to DEST\n"
+                "       orderd hash-key < KEY            print the SHA-256 of a key read on stdin\n"
                 "       orderd --version\n",
             DEFAULT_CONFIG);
 }
@@ -47,10 +49,27 @@ static int load_config(const char *path, struct config *cfg)
     return 0;
 }
 
+/* A keys file that would stop the daemon is a config error too. */
+static int check_keys_file(const char *keys_file)
+{
+    struct auth *a = NULL;
+    struct auth_errors errs = {0};
+    int err = auth_load(keys_file, &a, &errs);
+    auth_free(a);
+    if (err == 0)
+        return 0;
+    auth_errors_print(&errs, keys_file, stderr);
+    if (errs.count == 0)
+        fprintf(stderr, "%s: cannot load: %s\n", keys_file, strerror(-err));
+    return 1;
+}
+
 static int cmd_check_config(const char *path)
 {
     struct config cfg;
     int rc = load_config(path, &cfg);
+    if (rc == 0 && cfg.keys_file)
+        rc = check_keys_file(cfg.keys_file);
     config_free(&cfg);
     if (rc == 0)
         printf("%s: ok\n", path);
@@ -119,6 +138,13 @@ int main(int argc, char **argv)
             return 1;
         }
         return cmd_check_config(path);
+    }
+    if (optind < argc && strcmp(argv[optind], "hash-key") == 0) {
+        if (argc - optind != 1) {
+            fprintf(stderr, "orderd: hash-key takes no argument; it reads the key on stdin\n");
+            return 1;
+        }
+        return auth_hash_key_stdin() == 0 ? 0 : 1;
     }
     if (optind < argc && strcmp(argv[optind], "backup") == 0) {
         if (argc - optind != 2) {

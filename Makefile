@@ -123,14 +123,20 @@ integration: $(O)/orderd
 	TEST_ORDERD_BIN=$(abspath $(O)/orderd) tests/integration/run.sh
 
 test: deps-test
+	$(MAKE) all
 	$(MAKE) test-static
 	$(MAKE) O=build/asan SAN=address,undefined unit integration
 	$(MAKE) O=build/tsan SAN=thread unit
 	$(MAKE) O=build/tsan SAN=thread TEST_FILTER=threaded integration
-	$(MAKE) all
 	TEST_ORDERD_BIN=$(abspath build/orderd) tests/crash/run.sh
 	TEST_ORDERD_BIN=$(abspath build/orderd) tests/ops/run.sh
-	@echo "make test: all suites passed"
+	@if [ -x tests/observability/run.sh ]; then \
+	  TEST_ORDERD_BIN=$(abspath build/orderd) tests/observability/run.sh; fi
+	FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/fuzz/run.sh
+	@echo "make test: every suite passed"
+
+# Each fuzz target runs this long in make test (make fuzz: FUZZ_SECONDS, default 30).
+FUZZ_SMOKE_SECONDS ?= 5
 
 # static checks of the files an operator installs
 test-static: all

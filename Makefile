@@ -28,7 +28,8 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libsqlite3-dev \
              libjansson-dev libuv1-dev libinih-dev libgnutls28-dev check
 DEB_TEST  := curl sqlite3 clang libclang-rt-14-dev systemd util-linux procps \
-             prometheus prometheus-alertmanager groff-base man-db nodejs shellcheck
+             prometheus prometheus-alertmanager groff-base man-db nodejs shellcheck \
+             chromium
 DEB_BENCH := wrk nginx-light
 
 PKGS := libmicrohttpd sqlite3 jansson libuv inih gnutls

@@ -27,6 +27,7 @@
 
 #include "api_admin.h"
 #include "api_orders.h"
+#include "api_status.h"
 #include "api_system.h"
 #include "auth.h"
 #include "committer.h"
@@ -62,6 +63,7 @@ struct daemon {
     struct committer *committer;
     struct api_orders *orders;
     struct api_system system;
+    struct api_status status;
     struct api_admin admin;
     struct auth *auth;            /* NULL: no keys_file, no auth */
     struct ratelimit *ratelimit;  /* always there; rate 0 = off */
@@ -135,6 +137,10 @@ static const struct http_route *build_routes(struct daemon *d, size_t *n)
                                       false, api_system_readyz, &d->system};
     routes[i++] = (struct http_route){"GET", "/metrics", METRICS_ROUTE_METRICS, HTTP_SCOPE_NONE,
                                       false, api_system_metrics, &d->system};
+    routes[i++] = (struct http_route){"GET", "/", METRICS_ROUTE_STATUS_PAGE, HTTP_SCOPE_NONE,
+                                      false, api_status_page, &d->status};
+    routes[i++] = (struct http_route){"GET", "/status.json", METRICS_ROUTE_STATUS_JSON,
+                                      HTTP_SCOPE_NONE, false, api_status_json, &d->status};
     /* The literal /admin/dlq/redrive comes before /admin/dlq/{id}: first match names the resource. */
     routes[i++] = (struct http_route){"GET", "/admin/dlq", METRICS_ROUTE_ADMIN_DLQ,
                                       HTTP_SCOPE_ADMIN, false, api_admin_dlq_list, &d->admin};
@@ -239,6 +245,7 @@ static int start_all(struct daemon *d)
     metrics_set_gauge_source(d->metrics, api_system_queue_gauges, d->store);
     d->system.store = d->store;
     d->system.metrics = d->metrics;
+    api_status_init(&d->status, d->metrics, d->store);
     if ((err = start_workers(d)) != 0)
         return err;
     if ((err = committer_start(d->store, d->cfg->max_depth, workers_wake, d->workers,

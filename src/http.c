@@ -480,8 +480,11 @@ static void reply_retry_after(struct http_request *req, unsigned status, const c
 
 static bool draining_applies(const struct http_request *req)
 {
+    /* Health, readiness, metrics and the status page keep answering while
+     * draining, so operators and probes can watch the drain. */
     return req->metric != METRICS_ROUTE_HEALTHZ && req->metric != METRICS_ROUTE_READYZ &&
-           req->metric != METRICS_ROUTE_METRICS;
+           req->metric != METRICS_ROUTE_METRICS && req->metric != METRICS_ROUTE_STATUS_PAGE &&
+           req->metric != METRICS_ROUTE_STATUS_JSON;
 }
 
 static bool content_type_is_json(const char *ct)

@@ -53,6 +53,7 @@ struct workers {
 /* Everything a worker decides about one delivery. */
 struct verdict {
     struct store_settlement settlement;
+    char trace_id[TRACE_ID_HEX_LEN + 1];
     char error[FULFILMENT_STDERR_MAX + 128];
 };
 
@@ -167,6 +168,7 @@ static void decide(struct workers *w, const struct store_message *m, struct verd
     if (trace_parse(m->traceparent, &parent) != 0 || trace_child(&parent, &span) != 0)
         trace_new(&span);
     struct log_ctx lc = {NULL, span.trace_id, m->order_id};
+    memcpy(v->trace_id, span.trace_id, sizeof(v->trace_id));
     struct store_settlement *s = &v->settlement;
     memset(s, 0, sizeof(*s));
     s->order_id = m->order_id;
@@ -201,7 +203,7 @@ static void count_outcomes(struct workers *w, const struct verdict *v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         const struct store_settlement *s = &v[i].settlement;
-        struct log_ctx lc = {NULL, NULL, s->order_id};
+        struct log_ctx lc = {NULL, v[i].trace_id, s->order_id};
         if (s->result == STORE_ESTALE) {
             log_warn(&lc, "lease expired before the verdict; a newer delivery owns the message");
             continue;

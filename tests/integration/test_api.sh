@@ -451,7 +451,7 @@ EOF
 
 test_unknown_path() {
     local path
-    for path in /nope /orders/x/y /ordersx / /admin /healthz/x; do
+    for path in /nope /orders/x/y /ordersx /admin /healthz/x /status.jsonx; do
         http GET "$path"
         [[ $STATUS == 404 ]] || fail "GET $path: status $STATUS, want 404"
     done

@@ -16,6 +16,7 @@
  * Threads: everything in this file runs on the loop thread (main thread).
  */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -72,12 +73,43 @@ struct daemon {
 
 /* ---- start ----------------------------------------------------------------- */
 
+/* Creates the database's missing parent directories, 0750 (private to the
+ * orderd user and group, as the systemd StateDirectory). */
+static int ensure_parent_dir(const char *db_path)
+{
+    char dir[PATH_MAX];
+    int n = snprintf(dir, sizeof(dir), "%s", db_path);
+    if (n < 0 || (size_t)n >= sizeof(dir))
+        return -ENAMETOOLONG;
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir)
+        return 0;
+    *slash = '\0';
+    for (char *p = dir + 1; ; p++) {
+        bool end = *p == '\0';
+        if (*p == '/' || end) {
+            *p = '\0';
+            if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+                int err = -errno;
+                log_error(NULL, "cannot create directory %s: %s", dir, strerror(-err));
+                return err;
+            }
+            if (end)
+                return 0;
+            *p = '/';
+        }
+    }
+}
+
 static int open_store(struct daemon *d)
 {
     if (d->cfg->backend != STORE_BACKEND_SQLITE) {
         log_error(NULL, "storage backend postgres is not built into this orderd");
         return -ENOTSUP;
     }
+    int err = ensure_parent_dir(d->cfg->storage_path);
+    if (err != 0)
+        return err;
     struct store_options so = {.path = d->cfg->storage_path, .durability = d->cfg->durability};
     return store_open(&so, &d->store) == STORE_OK ? 0 : -EIO;
 }

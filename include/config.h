@@ -74,7 +74,8 @@ int config_init(struct config *cfg);
 void config_free(struct config *cfg);
 
 /*
- * Reads FILE over the defaults, then the environment (envp may be NULL = none).
+ * Initialises cfg itself (do not call config_init first: that would leak),
+ * reads FILE over the defaults, then the environment (envp may be NULL = none).
  * Returns 0, -EINVAL when errs holds at least one error, or -errno when the
  * file cannot be read (errs then holds one line-0 error saying why).
  * On failure cfg still holds a valid (possibly partial) config to free.

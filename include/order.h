@@ -36,8 +36,8 @@ struct order_validation {
 
 enum order_parse_result {
     ORDER_OK = 0,
-    ORDER_EMALFORMED = -1,        /* not JSON, or not one JSON object; errors[0] says where */
-    ORDER_EINVALID = -2,          /* JSON, but fields break the rules; see errors */
+    ORDER_EMALFORMED = -1,        /* not JSON (or nested too deep); errors[0] says where */
+    ORDER_EINVALID = -2,          /* JSON, but not an object or fields break the rules */
     ORDER_ENOMEM = -3,
 };
 

@@ -498,20 +498,15 @@ START_TEST(malformed_message_is_ascii)
 }
 END_TEST
 
-START_TEST(deep_nesting_rejected_fast)
+/* The byte pre-scan answers (its own message, not jansson's), so 10000 '['
+ * never reach the recursive parser. No timing: unit tests assert behaviour. */
+START_TEST(deep_nesting_rejected_by_the_prescan)
 {
     char *open = repeat("[", 10000);
-    struct timespec t0, t1;
     struct result r;
-    double ms;
 
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int i = 0; i < 100; i++)
-        parse(open, &r);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    ms = ((double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6) / 100;
+    parse(open, &r);
     expect(&r, ORDER_EMALFORMED, ": JSON nested deeper than 8 levels");
-    ck_assert_double_lt(ms, 5.0);
     free(open);
 }
 END_TEST
@@ -702,7 +697,7 @@ Suite *suite_order(void)
     tcase_add_loop_test(malformed, malformed_bodies, 0, N(malformed_cases));
     tcase_add_test(malformed, malformed_names_line_and_column);
     tcase_add_test(malformed, malformed_message_is_ascii);
-    tcase_add_test(malformed, deep_nesting_rejected_fast);
+    tcase_add_test(malformed, deep_nesting_rejected_by_the_prescan);
     tcase_add_loop_test(malformed, nesting_depth, 0, N(depth_cases));
 
     tcase_add_loop_test(canonical, canonical_json_ignores_layout, 0, N(same_order_bodies));

@@ -27,7 +27,7 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 # --- dependencies: the one place that knows which Debian packages we need ---
 DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libsqlite3-dev \
              libjansson-dev libuv1-dev libinih-dev libgnutls28-dev check
-DEB_TEST  := curl sqlite3 clang libclang-rt-14-dev systemd util-linux procps \
+DEB_TEST  := curl sqlite3 clang libclang-rt-14-dev systemd util-linux procps e2fsprogs \
              prometheus prometheus-alertmanager groff-base man-db nodejs shellcheck \
              chromium openssl
 DEB_BENCH := wrk nginx-light

@@ -207,4 +207,49 @@ test_disk_full() {
     assert_eq "$(sqlite3 -readonly "$D_DB" 'pragma integrity_check')" ok "integrity_check after the full disk"
 }
 
+# Files that turn read-only under the daemon (chattr +i makes every write,
+# even on descriptors already open, fail with EPERM as on a file system the
+# kernel remounted read-only): POST and /readyz answer 503 with Retry-After,
+# reads keep working, and once the files are writable again intake resumes by
+# itself and nothing acknowledged is lost.
+test_read_only_database() {
+    [[ $(id -u) == 0 ]] || skip "chattr +i needs root"
+    command -v chattr >/dev/null || skip "chattr is not installed"
+    start_orderd storage.durability=full
+    : >"$T/acked"
+    local i f
+    for ((i = 0; i < 5; i++)); do
+        post_order RO
+        echo "$ORDER_ID" >>"$T/acked"
+    done
+    local -a files=("$D_DB" "$D_DB-wal")
+    for f in "${files[@]}"; do
+        chattr +i "$f" 2>/dev/null || skip "chattr +i is not supported on this file system"
+        on_exit "chattr -i '$f' 2>/dev/null"
+    done
+    post_json "$(order_body RO)"
+    assert_status 503
+    assert_match "$(header Retry-After)" '^[0-9]+$' "Retry-After of the 503 on a read-only database"
+    wait_until 10 "/readyz 503 on a read-only database" readyz_is 503
+    http GET "/orders/$(head -n 1 "$T/acked")"
+    assert_status 200
+    for f in "${files[@]}"; do
+        chattr -i "$f"
+    done
+    local deadline=$((SECONDS + 10))
+    while :; do
+        post_json "$(order_body RO)"
+        [[ $STATUS == 202 ]] && break
+        ((SECONDS < deadline)) || fail "POST still answered $STATUS 10 s after the database became writable"
+        sleep 0.2
+    done
+    json_str order_id >>"$T/acked"
+    wait_until 10 "/readyz 200 once writable" readyz_is 200
+    local missing
+    missing=$(get_all_ids "$T/acked")
+    [[ -z $missing ]] || fail "acknowledged orders unreadable after the read-only spell: $(head -n 3 <<<"$missing")"
+    stop_orderd
+    assert_eq "$(sqlite3 -readonly "$D_DB" 'pragma integrity_check')" ok "integrity_check after the read-only spell"
+}
+
 run_tests

@@ -60,7 +60,7 @@ struct http_options {
     unsigned threads;             /* MHD pool size, >= 1 */
     unsigned max_connections;
     unsigned max_connections_per_ip; /* 0 = unlimited */
-    unsigned timeout_s;           /* idle connection timeout */
+    unsigned timeout_s;           /* a complete request within this; also MHD's idle timeout */
     const char *tls_cert_pem;     /* NULL = plain HTTP; else PEM text, copied */
     const char *tls_key_pem;
     const struct http_route *routes; /* copied */
@@ -80,6 +80,13 @@ void http_server_set_draining(struct http_server *srv);
 bool http_server_draining(const struct http_server *srv);
 /* Requests accepted but not finished. */
 unsigned http_server_in_flight(const struct http_server *srv);
+/*
+ * Closes connections that have not delivered a complete request within
+ * timeout_s (slow or idle clients). Call about once a second; loop thread.
+ */
+void http_server_enforce_deadlines(struct http_server *srv);
+/* Connections closed by http_server_enforce_deadlines() so far. */
+unsigned long http_server_deadline_closes(const struct http_server *srv);
 /* Stops the threads and closes every connection; frees srv. Safe with NULL. */
 void http_server_stop(struct http_server *srv);
 

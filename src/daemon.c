@@ -43,6 +43,7 @@
 #include "worker.h"
 
 #define HOUSEKEEPING_MS (60 * 1000)
+#define DEADLINES_MS 1000
 #define DRAIN_POLL_MS 20
 #define PEM_MAX (1024 * 1024)
 
@@ -54,6 +55,7 @@ struct daemon {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t housekeeping;
+    uv_timer_t deadlines;
     uv_timer_t drain_timer;
     double drain_deadline;
     bool draining;
@@ -330,6 +332,7 @@ static void finish_drain(struct daemon *d)
     stop_all(d);
     close_handle((uv_handle_t *)&d->drain_timer);
     close_handle((uv_handle_t *)&d->housekeeping);
+    close_handle((uv_handle_t *)&d->deadlines);
     close_handle((uv_handle_t *)&d->sigterm);
     close_handle((uv_handle_t *)&d->sigint);
     close_handle((uv_handle_t *)&d->sighup);
@@ -439,6 +442,13 @@ static void on_housekeeping(uv_timer_t *t)
                  (unsigned long long)pruned);
 }
 
+static void on_deadlines(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    if (d->http)
+        http_server_enforce_deadlines(d->http);
+}
+
 /* ---- run -------------------------------------------------------------------- */
 
 static int init_loop(struct daemon *d)
@@ -451,11 +461,14 @@ static int init_loop(struct daemon *d)
     uv_signal_init(&d->loop, &d->sighup);
     uv_timer_init(&d->loop, &d->housekeeping);
     uv_timer_init(&d->loop, &d->drain_timer);
+    uv_timer_init(&d->loop, &d->deadlines);
     d->sigterm.data = d->sigint.data = d->sighup.data = d;
-    d->housekeeping.data = d->drain_timer.data = d;
+    d->housekeeping.data = d->drain_timer.data = d->deadlines.data = d;
     if ((err = uv_signal_start(&d->sigterm, on_stop_signal, SIGTERM)) != 0 ||
         (err = uv_signal_start(&d->sigint, on_stop_signal, SIGINT)) != 0 ||
         (err = uv_signal_start(&d->sighup, on_sighup, SIGHUP)) != 0)
+        return err;
+    if ((err = uv_timer_start(&d->deadlines, on_deadlines, DEADLINES_MS, DEADLINES_MS)) != 0)
         return err;
     return uv_timer_start(&d->housekeeping, on_housekeeping, HOUSEKEEPING_MS, HOUSEKEEPING_MS);
 }

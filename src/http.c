@@ -26,6 +26,7 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,24 @@ struct http_request {
     bool queued;                  /* MHD_queue_response done */
 };
 
+/*
+ * Deadlines MHD does not keep (its timeout restarts on every byte): a
+ * connection must deliver a complete request within request_timeout of
+ * connecting or of the end of its previous request, and its body within
+ * request_timeout of its headers. The loop thread's timer calls
+ * http_server_enforce_deadlines(), which shuts down the socket of a late
+ * connection; MHD then closes it as if the client had gone. Entries are added
+ * and removed under watch_lock by MHD's connection notifications, which MHD
+ * sends before it closes the descriptor, so a shut-down fd is never reused.
+ */
+struct conn_watch {
+    struct conn_watch *prev, *next;
+    int fd;
+    _Atomic double since;          /* connect, or the end of the last request */
+    atomic_bool receiving;         /* a request is being read (headers done) */
+    atomic_bool waiting;           /* between requests: headers not yet complete */
+};
+
 struct http_server {
     struct MHD_Daemon *mhd;
     int listen_fd;
@@ -93,6 +112,11 @@ struct http_server {
     char *tls_key;
     atomic_bool draining;
     atomic_uint in_flight;
+    double request_timeout_s;
+    pthread_mutex_t watch_lock;    /* guards the watch list */
+    struct conn_watch watch_head;  /* sentinel of a circular list */
+    bool watch_lock_ready;
+    atomic_ulong deadline_closes;
 };
 
 /* ---- accessors ------------------------------------------------------------ */
@@ -339,6 +363,13 @@ static void client_address(struct http_request *req)
                   req->client, sizeof(req->client));
 }
 
+static struct conn_watch *conn_watch_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
 static struct http_request *request_new(struct http_server *srv, struct MHD_Connection *conn,
                                         const char *url, const char *method)
 {
@@ -359,6 +390,12 @@ static struct http_request *request_new(struct http_server *srv, struct MHD_Conn
     request_identify(req);
     client_address(req);
     atomic_fetch_add(&srv->in_flight, 1);
+    struct conn_watch *w = conn_watch_of(conn);
+    if (w) {
+        atomic_store(&w->since, req->started);
+        atomic_store(&w->waiting, false);
+        atomic_store(&w->receiving, true);
+    }
     return req;
 }
 
@@ -587,6 +624,14 @@ static void body_append(struct http_server *srv, struct http_request *req, const
     req->body[req->body_len] = '\0';
 }
 
+/* The whole request is in: from here on no read deadline applies. */
+static void request_received(struct http_request *req)
+{
+    struct conn_watch *w = conn_watch_of(req->conn);
+    if (w)
+        atomic_store(&w->receiving, false);
+}
+
 static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
                                  const char *method, const char *version,
                                  const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -601,7 +646,10 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
             return MHD_NO;
         *con_cls = req;
         request_admit(srv, req);
-        return req->replied ? queue_reply(req) : MHD_YES;
+        if (!req->replied)
+            return MHD_YES;
+        request_received(req);
+        return queue_reply(req);
     }
     if (*upload_data_size > 0) {
         if (!req->queued && req->route && req->route->takes_body)
@@ -616,6 +664,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         req->suspended = false;
         return queue_reply(req);
     }
+    request_received(req);
     if (req->body_too_large) {
         char detail[96];
         snprintf(detail, sizeof(detail), "the body must be at most %llu bytes",
@@ -645,7 +694,6 @@ void http_request_resume(struct http_request *req)
 static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     struct http_server *srv = cls;
     struct http_request *req = *con_cls;
     if (req == NULL)
@@ -660,9 +708,75 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
         log_warn(&lc, "http: %s %s -> %u in %.3f ms", req->method, req->path, status, took * 1e3);
     else
         log_debug(&lc, "http: %s %s -> %u in %.3f ms", req->method, req->path, status, took * 1e3);
+    struct conn_watch *w = conn_watch_of(conn);
+    if (w) {
+        atomic_store(&w->receiving, false);
+        atomic_store(&w->since, ids_monotonic_seconds());
+        atomic_store(&w->waiting, true);
+    }
     request_free(req);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+static void connection_cb(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct conn_watch *w = calloc(1, sizeof(*w));
+        if (w == NULL || ci == NULL) {
+            free(w);
+            return; /* unwatched: MHD's idle timeout still applies */
+        }
+        w->fd = ci->connect_fd;
+        atomic_init(&w->since, ids_monotonic_seconds());
+        atomic_init(&w->waiting, true);
+        atomic_init(&w->receiving, false);
+        pthread_mutex_lock(&srv->watch_lock);
+        w->next = srv->watch_head.next;
+        w->prev = &srv->watch_head;
+        w->next->prev = w;
+        srv->watch_head.next = w;
+        pthread_mutex_unlock(&srv->watch_lock);
+        *socket_context = w;
+        return;
+    }
+    struct conn_watch *w = *socket_context;
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&srv->watch_lock);
+    w->prev->next = w->next;
+    w->next->prev = w->prev;
+    pthread_mutex_unlock(&srv->watch_lock);
+    free(w);
+    *socket_context = NULL;
+}
+
+void http_server_enforce_deadlines(struct http_server *srv)
+{
+    double now = ids_monotonic_seconds();
+    unsigned long closed = 0;
+    pthread_mutex_lock(&srv->watch_lock);
+    for (struct conn_watch *w = srv->watch_head.next; w != &srv->watch_head; w = w->next) {
+        bool late = (atomic_load(&w->waiting) || atomic_load(&w->receiving)) &&
+                    now - atomic_load(&w->since) > srv->request_timeout_s;
+        if (late && shutdown(w->fd, SHUT_RDWR) == 0)
+            closed++;
+    }
+    pthread_mutex_unlock(&srv->watch_lock);
+    if (closed > 0) {
+        atomic_fetch_add(&srv->deadline_closes, closed);
+        log_debug(NULL, "http: closed %lu connections that sent no complete request in %.0f s",
+                  closed, srv->request_timeout_s);
+    }
+}
+
+unsigned long http_server_deadline_closes(const struct http_server *srv)
+{
+    return atomic_load(&srv->deadline_closes);
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -747,6 +861,7 @@ static struct MHD_Daemon *start_mhd(struct http_server *srv, const struct http_o
         {MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_HEADER_BYTES_MAX * 2, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed_cb, srv},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)connection_cb, srv},
         {srv->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, srv->tls_cert},
         {srv->tls_cert ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, srv->tls_key},
         {srv->tls_cert ? MHD_OPTION_HTTPS_PRIORITIES : MHD_OPTION_END, 0,
@@ -763,6 +878,13 @@ int http_server_start(const struct http_options *o, struct http_server **out)
     if (srv == NULL)
         return -ENOMEM;
     srv->listen_fd = -1;
+    srv->watch_head.next = srv->watch_head.prev = &srv->watch_head;
+    if (pthread_mutex_init(&srv->watch_lock, NULL) != 0) {
+        free(srv);
+        return -ENOMEM;
+    }
+    srv->watch_lock_ready = true;
+    srv->request_timeout_s = o->timeout_s > 0 ? o->timeout_s : 30;
     srv->max_body_bytes = o->max_body_bytes;
     srv->metrics = o->metrics;
     srv->authorize = o->authorize;
@@ -822,5 +944,7 @@ void http_server_stop(struct http_server *srv)
     }
     free(srv->tls_cert);
     free(srv->routes);
+    if (srv->watch_lock_ready)
+        pthread_mutex_destroy(&srv->watch_lock);
     free(srv);
 }

@@ -166,6 +166,33 @@ test_idle_and_crawling_connections_do_not_delay_a_real_client() {
     stop_orderd
 }
 
+# A client that crawls through its headers (a byte every 0.3 s keeps MHD's own
+# idle timer happy) is cut off once request_timeout has passed since it
+# connected; a client that sends its request promptly on the same settings is
+# served.
+test_crawling_headers_are_cut_off_at_request_timeout() {
+    start_orderd server.request_timeout=2s
+    local fd byte rc closed=0 t0=$SECONDS
+    exec {fd}<>"/dev/tcp/127.0.0.1/$D_PORT"
+    for byte in $(printf 'GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' | od -An -tx1); do
+        # shellcheck disable=SC2059  # the byte is the format: \xHH
+        (trap '' PIPE; printf "\\x$byte" >&"$fd") 2>/dev/null || { closed=1; break; }
+        rc=0
+        read -r -t 0.3 -u "$fd" _ || rc=$?
+        if ((rc == 1)); then
+            closed=1
+            break
+        fi
+        ((SECONDS - t0 < 15)) || break
+    done
+    exec {fd}>&- || true
+    ((closed)) || fail "a crawling client kept its connection for $((SECONDS - t0)) s"
+    ((SECONDS - t0 <= 6)) || fail "cut off only after $((SECONDS - t0)) s (request_timeout 2 s)"
+    http GET /healthz
+    assert_status 200
+    stop_orderd
+}
+
 # ---- hostile input -----------------------------------------------------------------
 
 test_hostile_bodies_get_400_and_the_daemon_stays_up() {

@@ -26,13 +26,8 @@ void api_orders_post(struct http_request *req, void *ctx);
 void api_orders_get(struct http_request *req, void *ctx);
 void api_orders_list(struct http_request *req, void *ctx);
 
-/* JSON helpers shared with the admin API: RFC 3339 UTC with milliseconds. */
-void api_format_time(int64_t ms, char out[32]);
 /* {"order_id",...} object of a stored order; NULL on ENOMEM. */
 struct json_t;
 struct json_t *api_order_json(const struct store_order *o);
-/* Cursor text for an id, and back; 0 or -EINVAL. */
-void api_cursor_encode(const char *order_id, char *out, size_t size);
-int api_cursor_decode(const char *cursor, char *order_id, size_t size);
 
 #endif

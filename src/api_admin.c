@@ -13,16 +13,10 @@
 #include <string.h>
 
 #include "api_admin.h"
+#include "api_json.h"
 #include "api_orders.h"
 #include "bounds.h"
 #include "ids.h"
-
-static void reply_object(struct http_request *req, unsigned status, json_t *obj)
-{
-    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(obj);
-    http_reply_json(req, status, text);
-}
 
 static void reply_storage_error(struct http_request *req, int err)
 {
@@ -30,26 +24,19 @@ static void reply_storage_error(struct http_request *req, int err)
         http_reply_problem(req, 404, NULL, "no dead letter with this id", NULL, 0);
         return;
     }
-    char v[16];
-    snprintf(v, sizeof(v), "%d", HTTP_RETRY_AFTER_S);
-    http_reply_header(req, "Retry-After", v);
-    http_reply_problem(req, 503, NULL, "storage is unavailable; retry later", NULL, 0);
+    api_reply_unavailable(req, "storage is unavailable; retry later");
 }
 
 static json_t *dead_letter_json(const struct store_dead_letter *d)
 {
-    char created[32], dead[32];
-    struct trace_context tc;
-    api_format_time(d->created_at_ms, created);
-    api_format_time(d->dead_lettered_at_ms, dead);
     json_t *items = json_loads(d->items_json, 0, NULL);
-    bool traced = trace_parse(d->traceparent, &tc) == 0;
-    return json_pack("{s:s, s:s, s:o, s:I, s:o, s:s, s:s, s:o}", "order_id", d->order_id,
+    return json_pack("{s:s, s:s, s:o, s:I, s:o, s:o, s:o, s:o}", "order_id", d->order_id,
                      "customer_id", d->customer_id, "items", items ? items : json_array(),
                      "attempts", (json_int_t)d->attempts, "last_error",
                      d->last_error ? json_string(d->last_error) : json_null(), "created_at",
-                     created, "dead_lettered_at", dead, "trace_id",
-                     traced ? json_string(tc.trace_id) : json_null());
+                     api_time_or_null(d->created_at_ms), "dead_lettered_at",
+                     api_time_or_null(d->dead_lettered_at_ms), "trace_id",
+                     api_trace_id_of(d->traceparent));
 }
 
 struct unknown_params {
@@ -121,15 +108,9 @@ void api_admin_dlq_list(struct http_request *req, void *ctx)
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < n; i++)
         json_array_append_new(arr, dead_letter_json(&rows[i]));
-    json_t *next = json_null();
-    if (n == limit && n > 0) {
-        char cursor[64];
-        api_cursor_encode(rows[n - 1].order_id, cursor, sizeof(cursor));
-        json_decref(next);
-        next = json_string(cursor);
-    }
+    json_t *next = api_next_cursor(n ? rows[n - 1].order_id : NULL, n, limit);
     store_dead_letters_free(rows, n);
-    reply_object(req, 200, json_pack("{s:o, s:o}", "dead_letters", arr ? arr : json_array(),
+    api_reply_object(req, 200, json_pack("{s:o, s:o}", "dead_letters", arr ? arr : json_array(),
                                      "next_cursor", next));
 }
 
@@ -148,7 +129,7 @@ void api_admin_redrive(struct http_request *req, void *ctx)
     }
     if (a->wake)
         a->wake(a->wake_arg);
-    reply_object(req, 200, json_pack("{s:s, s:s}", "order_id", id, "status", "queued"));
+    api_reply_object(req, 200, json_pack("{s:s, s:s}", "order_id", id, "status", "queued"));
 }
 
 void api_admin_redrive_all(struct http_request *req, void *ctx)
@@ -162,7 +143,7 @@ void api_admin_redrive_all(struct http_request *req, void *ctx)
         reply_storage_error(req, err == STORE_ENOTFOUND ? STORE_EUNAVAILABLE : err);
         return;
     }
-    reply_object(req, 200, json_pack("{s:I}", "redriven", (json_int_t)moved));
+    api_reply_object(req, 200, json_pack("{s:I}", "redriven", (json_int_t)moved));
 }
 
 void api_admin_dlq_delete(struct http_request *req, void *ctx)

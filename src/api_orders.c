@@ -23,6 +23,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api_json.h"
 #include "api_orders.h"
 #include "bounds.h"
 #include "ids.h"
@@ -146,91 +147,17 @@ void api_orders_free(struct api_orders *api)
 
 /* ---- shared JSON helpers -------------------------------------------------- */
 
-void api_format_time(int64_t ms, char out[32])
-{
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    if (gmtime_r(&secs, &tm) == NULL) {
-        snprintf(out, 32, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    char base[24];
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, 32, "%s.%03dZ", base, (int)(ms % 1000));
-}
-
-static json_t *time_or_null(int64_t ms)
-{
-    if (ms <= 0)
-        return json_null();
-    char t[32];
-    api_format_time(ms, t);
-    return json_string(t);
-}
-
-static json_t *trace_id_of(const char *traceparent)
-{
-    struct trace_context tc;
-    if (trace_parse(traceparent, &tc) != 0)
-        return json_null();
-    return json_string(tc.trace_id);
-}
-
 json_t *api_order_json(const struct store_order *o)
 {
     json_t *items = json_loads(o->items_json, 0, NULL);
     json_t *obj = json_pack("{s:s, s:s, s:o, s:s, s:I, s:o, s:o, s:o, s:o}", "order_id",
                             o->order_id, "customer_id", o->customer_id, "items",
                             items ? items : json_array(), "status", o->status, "attempts",
-                            (json_int_t)o->attempts, "created_at", time_or_null(o->created_at_ms),
-                            "processed_at", time_or_null(o->processed_at_ms), "last_error",
+                            (json_int_t)o->attempts, "created_at", api_time_or_null(o->created_at_ms),
+                            "processed_at", api_time_or_null(o->processed_at_ms), "last_error",
                             o->last_error ? json_string(o->last_error) : json_null(), "trace_id",
-                            trace_id_of(o->traceparent));
+                            api_trace_id_of(o->traceparent));
     return obj;
-}
-
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-void api_cursor_encode(const char *order_id, char *out, size_t size)
-{
-    const unsigned char *in = (const unsigned char *)order_id;
-    size_t len = strlen(order_id), o = 0;
-    for (size_t i = 0; i < len && o + 5 < size; i += 3) {
-        unsigned v = (unsigned)in[i] << 16;
-        if (i + 1 < len)
-            v |= (unsigned)in[i + 1] << 8;
-        if (i + 2 < len)
-            v |= in[i + 2];
-        out[o++] = b64url[(v >> 18) & 63];
-        out[o++] = b64url[(v >> 12) & 63];
-        if (i + 1 < len)
-            out[o++] = b64url[(v >> 6) & 63];
-        if (i + 2 < len)
-            out[o++] = b64url[v & 63];
-    }
-    out[o] = '\0';
-}
-
-int api_cursor_decode(const char *cursor, char *order_id, size_t size)
-{
-    size_t len = strlen(cursor), o = 0;
-    unsigned v = 0;
-    int bits = 0;
-    for (size_t i = 0; i < len; i++) {
-        const char *p = strchr(b64url, cursor[i]);
-        if (p == NULL || cursor[i] == '\0')
-            return -EINVAL;
-        v = (v << 6) | (unsigned)(p - b64url);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (o + 1 >= size)
-                return -EINVAL;
-            order_id[o++] = (char)((v >> bits) & 0xff);
-        }
-    }
-    order_id[o] = '\0';
-    return ids_ulid_valid(order_id) ? 0 : -EINVAL;
 }
 
 /* ---- POST /orders ---------------------------------------------------------- */
@@ -256,14 +183,6 @@ static void reply_accepted(struct http_request *req, const char *order_id, const
     http_reply_copy(req, 202, "application/json", body, strlen(body));
 }
 
-static void reply_unavailable(struct http_request *req, const char *detail)
-{
-    char v[16];
-    snprintf(v, sizeof(v), "%d", HTTP_RETRY_AFTER_S);
-    http_reply_header(req, "Retry-After", v);
-    http_reply_problem(req, 503, NULL, detail, NULL, 0);
-}
-
 /* Committer thread: the order's transaction has finished. */
 static void accepted(struct committer_item *item, void *arg)
 {
@@ -278,14 +197,14 @@ static void accepted(struct committer_item *item, void *arg)
         break;
     case STORE_EQUEUEFULL:
         log_warn(&lc, "order refused: the queue holds max_depth messages");
-        reply_unavailable(req, "the queue is full; retry later");
+        api_reply_unavailable(req, "the queue is full; retry later");
         break;
     case STORE_ECONFLICT:
         http_reply_problem(req, 409, NULL,
                            "a request with this Idempotency-Key was accepted meanwhile", NULL, 0);
         break;
     case STORE_EUNAVAILABLE:
-        reply_unavailable(req, "storage is unavailable (disk full or read-only); retry later");
+        api_reply_unavailable(req, "storage is unavailable (disk full or read-only); retry later");
         break;
     default:
         log_error(&lc, "order not stored: %s", store_strerror(item->order.result));
@@ -329,7 +248,7 @@ static bool answer_from_stored_key(struct api_orders *api, struct http_request *
     if (err == STORE_ENOTFOUND)
         return false;
     if (err != STORE_OK) {
-        reply_unavailable(req, "storage is unavailable; retry later");
+        api_reply_unavailable(req, "storage is unavailable; retry later");
         return true;
     }
     if (strcmp(rec.request_json, request_json) == 0)
@@ -390,9 +309,9 @@ static void submit(struct api_orders *api, struct http_request *req, struct pend
     if (err == 0)
         return;
     if (err == -ESHUTDOWN)
-        reply_unavailable(req, "orderd is shutting down");
+        api_reply_unavailable(req, "orderd is shutting down");
     else
-        reply_unavailable(req, "too many orders are waiting to be written; retry later");
+        api_reply_unavailable(req, "too many orders are waiting to be written; retry later");
     if (p->idempotency_key)
         key_release(api, p->idempotency_key);
     pending_free(p);
@@ -469,13 +388,6 @@ void api_orders_post(struct http_request *req, void *ctx)
 
 /* ---- GET /orders/{id} ------------------------------------------------------ */
 
-static void reply_json_object(struct http_request *req, unsigned status, json_t *obj)
-{
-    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(obj);
-    http_reply_json(req, status, text);
-}
-
 static void reply_not_found(struct http_request *req, const char *what)
 {
     char detail[96];
@@ -498,10 +410,10 @@ void api_orders_get(struct http_request *req, void *ctx)
         return;
     }
     if (err != STORE_OK) {
-        reply_unavailable(req, "storage is unavailable; retry later");
+        api_reply_unavailable(req, "storage is unavailable; retry later");
         return;
     }
-    reply_json_object(req, 200, api_order_json(&o));
+    api_reply_object(req, 200, api_order_json(&o));
     store_order_clear(&o);
 }
 
@@ -594,20 +506,14 @@ void api_orders_list(struct http_request *req, void *ctx)
     size_t n = 0;
     int err = store_list_orders(api->store, &q.filter, ids_now_ms(), &rows, &n);
     if (err != STORE_OK) {
-        reply_unavailable(req, "storage is unavailable; retry later");
+        api_reply_unavailable(req, "storage is unavailable; retry later");
         return;
     }
     json_t *arr = json_array();
     for (size_t i = 0; arr && i < n; i++)
         json_array_append_new(arr, api_order_json(&rows[i]));
-    json_t *next = json_null();
-    if (n == q.filter.limit && n > 0) {
-        char cursor[64];
-        api_cursor_encode(rows[n - 1].order_id, cursor, sizeof(cursor));
-        json_decref(next);
-        next = json_string(cursor);
-    }
+    json_t *next = api_next_cursor(n ? rows[n - 1].order_id : NULL, n, q.filter.limit);
     store_orders_free(rows, n);
-    reply_json_object(req, 200, json_pack("{s:o, s:o}", "orders", arr ? arr : json_array(),
+    api_reply_object(req, 200, json_pack("{s:o, s:o}", "orders", arr ? arr : json_array(),
                                           "next_cursor", next));
 }

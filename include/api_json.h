@@ -1,0 +1,34 @@
+/*
+ * api_json.h — the pieces of JSON and replies that every API module shares:
+ * timestamps, opaque list cursors, the next_cursor of a page, JSON object
+ * replies and 503s with Retry-After. Pure or per-request: any HTTP thread.
+ */
+#ifndef ORDERD_API_JSON_H
+#define ORDERD_API_JSON_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http.h"
+
+/* RFC 3339 UTC with milliseconds: "2026-11-26T00:03:19.295Z". Never fails. */
+void api_format_time(int64_t ms, char out[32]);
+/* That string, or JSON null for ms <= 0 (not yet). New reference. */
+json_t *api_time_or_null(int64_t ms);
+/* The trace id of a traceparent as a JSON string, or null when it is invalid. */
+json_t *api_trace_id_of(const char *traceparent);
+
+/* Cursor text for an order id (base64url, opaque to clients), and back. */
+void api_cursor_encode(const char *order_id, char *out, size_t size);
+/* 0, or -EINVAL when cursor is not one this server hands out. */
+int api_cursor_decode(const char *cursor, char *order_id, size_t size);
+/* next_cursor of a page: a cursor after last_id when the page was full, else null. */
+json_t *api_next_cursor(const char *last_id, size_t n, size_t limit);
+
+/* Replies with obj as compact JSON; steals the reference (NULL: 500). */
+void api_reply_object(struct http_request *req, unsigned status, json_t *obj);
+/* 503 problem with Retry-After: HTTP_RETRY_AFTER_S. */
+void api_reply_unavailable(struct http_request *req, const char *detail);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * api_json.c — JSON pieces and replies shared by the API modules (see
+ * api_json.h). Runs on HTTP threads (and the committer, for replies).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "api_json.h"
+#include "bounds.h"
+#include "ids.h"
+#include "trace.h"
+
+void api_format_time(int64_t ms, char out[32])
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&secs, &tm) == NULL) {
+        snprintf(out, 32, "1970-01-01T00:00:00.000Z");
+        return;
+    }
+    char base[24];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, 32, "%s.%03dZ", base, (int)(ms % 1000));
+}
+
+json_t *api_time_or_null(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char t[32];
+    api_format_time(ms, t);
+    return json_string(t);
+}
+
+json_t *api_trace_id_of(const char *traceparent)
+{
+    struct trace_context tc;
+    if (trace_parse(traceparent, &tc) != 0)
+        return json_null();
+    return json_string(tc.trace_id);
+}
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+void api_cursor_encode(const char *order_id, char *out, size_t size)
+{
+    const unsigned char *in = (const unsigned char *)order_id;
+    size_t len = strlen(order_id), o = 0;
+    for (size_t i = 0; i < len && o + 5 < size; i += 3) {
+        unsigned v = (unsigned)in[i] << 16;
+        if (i + 1 < len)
+            v |= (unsigned)in[i + 1] << 8;
+        if (i + 2 < len)
+            v |= in[i + 2];
+        out[o++] = b64url[(v >> 18) & 63];
+        out[o++] = b64url[(v >> 12) & 63];
+        if (i + 1 < len)
+            out[o++] = b64url[(v >> 6) & 63];
+        if (i + 2 < len)
+            out[o++] = b64url[v & 63];
+    }
+    out[o] = '\0';
+}
+
+int api_cursor_decode(const char *cursor, char *order_id, size_t size)
+{
+    size_t len = strlen(cursor), o = 0;
+    unsigned v = 0;
+    int bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char *p = strchr(b64url, cursor[i]);
+        if (p == NULL || cursor[i] == '\0')
+            return -EINVAL;
+        v = (v << 6) | (unsigned)(p - b64url);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o + 1 >= size)
+                return -EINVAL;
+            order_id[o++] = (char)((v >> bits) & 0xff);
+        }
+    }
+    order_id[o] = '\0';
+    return ids_ulid_valid(order_id) ? 0 : -EINVAL;
+}
+
+json_t *api_next_cursor(const char *last_id, size_t n, size_t limit)
+{
+    if (last_id == NULL || n == 0 || n < limit)
+        return json_null();
+    char cursor[64];
+    api_cursor_encode(last_id, cursor, sizeof(cursor));
+    return json_string(cursor);
+}
+
+void api_reply_object(struct http_request *req, unsigned status, json_t *obj)
+{
+    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(obj);
+    http_reply_json(req, status, text);
+}
+
+void api_reply_unavailable(struct http_request *req, const char *detail)
+{
+    char v[16];
+    snprintf(v, sizeof(v), "%d", HTTP_RETRY_AFTER_S);
+    http_reply_header(req, "Retry-After", v);
+    http_reply_problem(req, 503, NULL, detail, NULL, 0);
+}

@@ -109,11 +109,10 @@ deps-bench: deps
 	$(call apt_install_missing,$(DEB_BENCH))
 
 # --- run ------------------------------------------------------------------
+# etc/orderd/dev.conf: 127.0.0.1:8080, database var/orderd.db (orderd creates var/ 0750).
 run: deps
 	$(MAKE) all
-	@mkdir -p var
-	ORDERD_STORAGE_PATH=var/orderd.db ORDERD_LOG_FORMAT=text \
-	  ./$(O)/orderd -c etc/orderd/dev.conf
+	./$(O)/orderd -c etc/orderd/dev.conf
 
 # --- tests ----------------------------------------------------------------
 # unit: check suites; integration: the real binary driven by curl.

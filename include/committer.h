@@ -38,12 +38,20 @@ int committer_start(struct store *store, uint64_t max_depth, void (*on_commit)(v
 
 /*
  * Queues an item. 0; -EAGAIN when COMMIT_BACKLOG_MAX items already wait
- * (caller answers 503); -ESHUTDOWN once committer_stop() began. On error
+ * (caller answers 503); -ESHUTDOWN once committer_quiesce() began. On error
  * done() is NOT called.
  */
 int committer_submit(struct committer *c, struct committer_item *item);
 
-/* Commits everything already submitted, stops the thread and frees c. */
+/*
+ * Refuses new items from now on (-ESHUTDOWN), commits everything already
+ * submitted (each done() called), and joins the thread; c stays valid, so a
+ * late committer_submit() is answered instead of touching freed memory.
+ * Idempotent; safe with NULL. Loop thread.
+ */
+void committer_quiesce(struct committer *c);
+
+/* committer_quiesce() if not done yet, then frees c. Safe with NULL. */
 void committer_stop(struct committer *c);
 
 /* Transactions and items committed so far (for tests and the bench). */

@@ -34,6 +34,7 @@ struct committer {
     struct committer_item *head, *tail;
     size_t pending;
     bool stopping;
+    bool joined;                  /* the thread has been joined (loop thread only) */
 
     _Atomic uint64_t batches;
     _Atomic uint64_t items;
@@ -144,18 +145,31 @@ fail_alloc:
     return -rc;
 }
 
-void committer_stop(struct committer *c)
+void committer_quiesce(struct committer *c)
 {
     if (c == NULL)
         return;
     pthread_mutex_lock(&c->lock);
+    bool joined = c->joined;
     c->stopping = true;
     pthread_cond_signal(&c->wake);
     pthread_mutex_unlock(&c->lock);
+    if (joined)
+        return;
     int rc = pthread_join(c->thread, NULL);
     assert(rc == 0);
     (void)rc;
+    pthread_mutex_lock(&c->lock);
     assert(c->head == NULL && c->pending == 0);
+    c->joined = true;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void committer_stop(struct committer *c)
+{
+    if (c == NULL)
+        return;
+    committer_quiesce(c);
     pthread_cond_destroy(&c->wake);
     pthread_mutex_destroy(&c->lock);
     free(c);

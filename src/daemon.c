@@ -297,8 +297,19 @@ static int start_all(struct daemon *d)
 
 /* ---- stop ------------------------------------------------------------------- */
 
+#define REPLY_FLUSH_MS 1000
+
+/*
+ * Stop in the order that keeps every pointer valid: the committer first
+ * writes what it holds and resumes those requests (a late POST now gets 503
+ * from committer_submit, never a freed committer); their replies get a moment
+ * to leave; then HTTP stops, so no handler can run against what is freed next.
+ */
 static void stop_all(struct daemon *d)
 {
+    committer_quiesce(d->committer);
+    for (int i = 0; d->http && http_server_in_flight(d->http) > 0 && i < REPLY_FLUSH_MS / 10; i++)
+        uv_sleep(10);
     http_server_stop(d->http);
     d->http = NULL;
     auth_free(d->auth);

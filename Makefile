@@ -26,13 +26,13 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 # --- dependencies: the one place that knows which Debian packages we need ---
 DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libsqlite3-dev \
-             libjansson-dev libuv1-dev libinih-dev libgnutls28-dev check
+             libjansson-dev libuv1-dev libinih-dev libgnutls28-dev libpq-dev check
 DEB_TEST  := curl sqlite3 clang libclang-rt-14-dev systemd util-linux procps e2fsprogs \
              prometheus prometheus-alertmanager groff-base man-db nodejs shellcheck \
-             chromium openssl
+             chromium openssl postgresql
 DEB_BENCH := wrk nginx-light
 
-PKGS := libmicrohttpd sqlite3 jansson libuv inih gnutls
+PKGS := libmicrohttpd sqlite3 jansson libuv inih gnutls libpq
 CC ?= cc
 CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -55,7 +55,7 @@ MAIN_OBJ  := $(O)/obj/main.o
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNIT_OBJS := $(UNIT_SRCS:tests/unit/%.c=$(O)/obj/tests/%.o)
 
-.PHONY: all run test unit integration test-asan test-tsan test-static bench fuzz \
+.PHONY: all run test unit integration test-asan test-tsan test-static bench bench-scale fuzz \
         install uninstall clean deps deps-test deps-bench format lint
 
 all: $(O)/orderd
@@ -126,6 +126,7 @@ test: deps-test
 	$(MAKE) all
 	$(MAKE) test-static
 	$(MAKE) O=build/asan SAN=address,undefined unit integration
+	TEST_ORDERD_BIN=$(abspath build/asan/orderd) tests/pg/run.sh
 	$(MAKE) O=build/tsan SAN=thread unit
 	$(MAKE) O=build/tsan SAN=thread TEST_FILTER=threaded integration
 	TEST_ORDERD_BIN=$(abspath build/orderd) tests/crash/run.sh
@@ -144,6 +145,10 @@ test-static: all
 
 bench: deps-bench all
 	bench/run.sh
+
+# intake with 1, 2 and 3 nodes on one PostgreSQL (docs/scale-out.md)
+bench-scale: deps-bench deps-test all
+	TEST_ORDERD_BIN=$(abspath $(O)/orderd) tests/pg/bench.sh
 
 fuzz:
 	tests/fuzz/run.sh

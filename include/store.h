@@ -1,16 +1,19 @@
 /*
  * store.h — the storage interface that the HTTP handlers, the committer and
- * the workers call. It speaks orders and messages, never SQL, so that a second
- * backend (PostgreSQL) can stand behind the same functions.
+ * the workers call. It speaks orders and messages, never SQL: two backends
+ * stand behind the same functions, chosen by store_options.backend —
+ * SQLite (src/store_sqlite.c, the embedded default) and PostgreSQL
+ * (src/store_pg.c, several nodes on one database). src/store.c dispatches.
  *
  * Errors: every function returns STORE_OK (0) or a negative enum store_error.
  * STORE_EUNAVAILABLE means "the disk or database refused a write or read right
  * now" (full, read-only, I/O error): callers answer 503 and retry later; the
  * store recovers by itself when the cause goes away.
  *
- * Threads: every function may be called from any thread. Writes are
+ * Threads: every function may be called from any thread. sqlite: writes are
  * serialised inside the store (one writer at a time); reads use a pool of
- * read-only connections and never wait for a write.
+ * read-only connections and never wait for a write. postgres: a pool of
+ * connections, the database orders concurrent writers (store_pg.c).
  *
  * Time: functions that depend on the clock take now_ms (ms since the epoch) so
  * tests can drive time.
@@ -42,13 +45,16 @@ const char *store_strerror(int err);
 struct store;
 
 struct store_options {
-    const char *path;             /* database file; its directory must exist */
-    enum durability durability;   /* full: fsync at every intake commit */
+    enum store_backend backend;   /* STORE_BACKEND_SQLITE (0, the default) or _POSTGRES */
+    const char *path;             /* sqlite: database file; its directory must exist */
+    const char *dsn;              /* postgres: libpq connection string or URI */
+    enum durability durability;   /* full: fsync (sqlite) / synchronous commit (postgres)
+                                   * at every intake commit */
 };
 
 /* Opens (creating and migrating if needed). 0 or STORE_EOPEN with a log line. */
 int store_open(const struct store_options *opts, struct store **out);
-/* Closes every connection; a clean WAL checkpoint. Safe with NULL. */
+/* Closes every connection (sqlite: a clean WAL checkpoint). Safe with NULL. */
 void store_close(struct store *s);
 
 /* ---- intake (called by the committer) -------------------------------- */
@@ -172,7 +178,11 @@ int store_settle(struct store *s, struct store_settlement *items, size_t n, int6
 /* Makes messages under these receipts visible at now_ms and gives back the receive (drain). */
 int store_release(struct store *s, const struct store_message *msgs, size_t n, int64_t now_ms);
 
-/* When the next message becomes visible; STORE_ENOTFOUND when the queue is empty. */
+/*
+ * When the next message becomes visible; STORE_ENOTFOUND when the queue is
+ * empty. postgres: other nodes enqueue without waking this one, so the answer
+ * is at most STORE_PG_POLL_MS ahead and never STORE_ENOTFOUND (see store_pg.c).
+ */
 int store_next_visible_ms(struct store *s, int64_t *when_ms);
 
 /* ---- dead letters (admin) -------------------------------------------- */
@@ -200,10 +210,11 @@ int store_delete_dead_letter(struct store *s, const char *order_id);
 
 /* ---- maintenance ------------------------------------------------------ */
 
-/* Consistent online copy to dest_path through the SQLite backup API. */
+/* Consistent online copy to dest_path through the SQLite backup API.
+ * sqlite only: a PostgreSQL database is backed up with pg_dump. */
 int store_backup(const char *db_path, const char *dest_path);
 
-/* Runs a passive WAL checkpoint (off the hot path). */
+/* Runs a passive WAL checkpoint (off the hot path); postgres: nothing to do. */
 int store_checkpoint(struct store *s);
 
 const char *store_sqlite_version(void);

@@ -105,14 +105,18 @@ static int ensure_parent_dir(const char *db_path)
 
 static int open_store(struct daemon *d)
 {
-    if (d->cfg->backend != STORE_BACKEND_SQLITE) {
-        log_error(NULL, "storage backend postgres is not built into this orderd");
-        return -ENOTSUP;
+    const struct config *c = d->cfg;
+    if (c->backend == STORE_BACKEND_SQLITE) {
+        int err = ensure_parent_dir(c->storage_path);
+        if (err != 0)
+            return err;
     }
-    int err = ensure_parent_dir(d->cfg->storage_path);
-    if (err != 0)
-        return err;
-    struct store_options so = {.path = d->cfg->storage_path, .durability = d->cfg->durability};
+    struct store_options so = {
+        .backend = c->backend,
+        .path = c->storage_path,
+        .dsn = c->dsn,
+        .durability = c->durability,
+    };
     return store_open(&so, &d->store) == STORE_OK ? 0 : -EIO;
 }
 
@@ -507,7 +511,8 @@ int daemon_run(const char *config_path, struct config *cfg, char *const *envp)
         return 2;
     }
     log_info(NULL, "orderd %s listening on %s:%u (database %s, durability %s, %u workers)",
-             ORDERD_VERSION, cfg->listen_host, http_server_port(d.http), cfg->storage_path,
+             ORDERD_VERSION, cfg->listen_host, http_server_port(d.http),
+             cfg->backend == STORE_BACKEND_POSTGRES ? "postgres (dsn)" : cfg->storage_path,
              cfg->durability == DURABILITY_FULL ? "full" : "normal", cfg->worker_count);
     notify_send("READY=1");
     uv_run(&d.loop, UV_RUN_DEFAULT);

@@ -45,6 +45,9 @@
  *   and admin transactions run with synchronous=NORMAL — in WAL mode a later
  *   FULL commit syncs them too, and a lost settlement is only a redelivery.
  *   Reads go to a small pool of read-only connections (WAL: never blocked).
+ *
+ * The functions of store.h reach this file through store.c and the table
+ * sq_ops at its end; store_backup() and store_sqlite_version() are public here.
  */
 #include <assert.h>
 #include <errno.h>
@@ -60,7 +63,7 @@
 
 #include "ids.h"
 #include "log.h"
-#include "store.h"
+#include "store_int.h"
 
 #define SCHEMA_VERSION 1
 
@@ -228,7 +231,8 @@ struct reader {
     sqlite3_stmt *stmts[R_COUNT];
 };
 
-struct store {
+struct sq_store {
+    struct store base;            /* first: the ops table (store_int.h) */
     char *path;
     enum durability durability;
 
@@ -245,23 +249,15 @@ struct store {
     _Atomic uint64_t dlq_depth;
 };
 
-/* ---- errors ------------------------------------------------------------ */
+static const struct store_ops sq_ops;
 
-const char *store_strerror(int err)
+static struct sq_store *sq(struct store *base)
 {
-    switch (err) {
-    case STORE_OK: return "ok";
-    case STORE_ENOTFOUND: return "not found";
-    case STORE_EUNAVAILABLE: return "storage unavailable";
-    case STORE_EQUEUEFULL: return "queue full";
-    case STORE_ESTALE: return "stale receipt";
-    case STORE_ECONFLICT: return "idempotency key conflict";
-    case STORE_ENOMEM: return "out of memory";
-    case STORE_EINTERNAL: return "internal storage error";
-    case STORE_EOPEN: return "cannot open database";
-    default: return "unknown storage error";
-    }
+    assert(base->ops == &sq_ops);
+    return (struct sq_store *)base;
 }
+
+/* ---- errors ------------------------------------------------------------ */
 
 static int map_sqlite_error(int rc)
 {
@@ -330,24 +326,24 @@ static void done_stmt(sqlite3_stmt *st)
 
 /* ---- writer ------------------------------------------------------------ */
 
-static sqlite3_stmt *wstmt(struct store *s, enum wstmt which)
+static sqlite3_stmt *wstmt(struct sq_store *s, enum wstmt which)
 {
     return s->wstmts[which];
 }
 
-static int writer_exec(struct store *s, enum wstmt which)
+static int writer_exec(struct sq_store *s, enum wstmt which)
 {
     return exec_stmt(wstmt(s, which));
 }
 
-static void writer_lock(struct store *s)
+static void writer_lock(struct sq_store *s)
 {
     int rc = pthread_mutex_lock(&s->write_lock);
     assert(rc == 0);
     (void)rc;
 }
 
-static void writer_unlock(struct store *s)
+static void writer_unlock(struct sq_store *s)
 {
     int rc = pthread_mutex_unlock(&s->write_lock);
     assert(rc == 0);
@@ -355,7 +351,7 @@ static void writer_unlock(struct store *s)
 }
 
 /* Sets PRAGMA synchronous for the next transaction; called with write_lock held. */
-static int writer_sync(struct store *s, bool full)
+static int writer_sync(struct sq_store *s, bool full)
 {
     if (s->sync_full == full)
         return SQLITE_OK;
@@ -366,7 +362,7 @@ static int writer_sync(struct store *s, bool full)
 }
 
 /* Starts a write transaction: write_lock taken, BEGIN IMMEDIATE done. */
-static int txn_begin(struct store *s, bool durable, const char *where)
+static int txn_begin(struct sq_store *s, bool durable, const char *where)
 {
     writer_lock(s);
     bool full = durable && s->durability == DURABILITY_FULL;
@@ -382,7 +378,7 @@ static int txn_begin(struct store *s, bool durable, const char *where)
 }
 
 /* Rolls back after an error (if a transaction is still open) and unlocks. */
-static int txn_abort(struct store *s, int rc, const char *where)
+static int txn_abort(struct sq_store *s, int rc, const char *where)
 {
     int err = rc == SQLITE_OK ? STORE_EINTERNAL : fail(s->writer, rc, where);
     if (!sqlite3_get_autocommit(s->writer)) {
@@ -397,14 +393,14 @@ static int txn_abort(struct store *s, int rc, const char *where)
 /* Commits and keeps write_lock on success, so the caller updates the depth
  * counters before anyone else writes, then calls writer_unlock(); on failure
  * rolls back and unlocks. */
-static int txn_commit_hold(struct store *s, const char *where)
+static int txn_commit_hold(struct sq_store *s, const char *where)
 {
     int rc = writer_exec(s, W_COMMIT);
     return rc == SQLITE_OK ? STORE_OK : txn_abort(s, rc, where);
 }
 
 /* Commits and unlocks; on failure rolls back. */
-static int txn_commit(struct store *s, const char *where)
+static int txn_commit(struct sq_store *s, const char *where)
 {
     int rc = writer_exec(s, W_COMMIT);
     if (rc != SQLITE_OK)
@@ -500,7 +496,7 @@ static int migrate(sqlite3 *db)
     return rc;
 }
 
-static int prepare_writer(struct store *s)
+static int prepare_writer(struct sq_store *s)
 {
     for (int i = 0; i < W_COUNT; i++) {
         int rc = sqlite3_prepare_v3(s->writer, wstmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
@@ -511,7 +507,7 @@ static int prepare_writer(struct store *s)
     return STORE_OK;
 }
 
-static int open_writer(struct store *s)
+static int open_writer(struct sq_store *s)
 {
     struct stat sb;
     if (stat(s->path, &sb) != 0 && errno == ENOENT && create_private_file(s->path, false) != 0)
@@ -540,7 +536,7 @@ static int open_writer(struct store *s)
     return prepare_writer(s) == STORE_OK ? STORE_OK : STORE_EOPEN;
 }
 
-static int open_readers(struct store *s)
+static int open_readers(struct sq_store *s)
 {
     for (int i = 0; i < STORE_READERS; i++) {
         struct reader *r = &s->readers[i];
@@ -568,11 +564,14 @@ static int count_rows(sqlite3 *db, const char *table_sql, _Atomic uint64_t *out)
     return STORE_OK;
 }
 
-int store_open(const struct store_options *opts, struct store **out)
+static void sq_destroy(struct sq_store *s);
+
+int store_sqlite_open(const struct store_options *opts, struct store **out)
 {
-    struct store *s = calloc(1, sizeof(*s));
+    struct sq_store *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return STORE_ENOMEM;
+    s->base.ops = &sq_ops;
     s->durability = opts->durability;
     s->path = strdup(opts->path);
     if (s->path == NULL)
@@ -586,10 +585,10 @@ int store_open(const struct store_options *opts, struct store **out)
     if (open_writer(s) != STORE_OK || open_readers(s) != STORE_OK ||
         count_rows(s->writer, "SELECT count(*) FROM queue", &s->queue_depth) != STORE_OK ||
         count_rows(s->writer, "SELECT count(*) FROM dead_letters", &s->dlq_depth) != STORE_OK) {
-        store_close(s);
+        sq_destroy(s);
         return STORE_EOPEN;
     }
-    *out = s;
+    *out = &s->base;
     return STORE_OK;
 
 fail_readers_lock:
@@ -612,10 +611,8 @@ static void close_db(sqlite3 *db, sqlite3_stmt **stmts, int n)
         log_error(NULL, "store: close: %s", sqlite3_errmsg(db));
 }
 
-void store_close(struct store *s)
+static void sq_destroy(struct sq_store *s)
 {
-    if (s == NULL)
-        return;
     for (int i = 0; i < STORE_READERS; i++)
         close_db(s->readers[i].db, s->readers[i].stmts, R_COUNT);
     if (s->writer != NULL) {
@@ -633,6 +630,11 @@ void store_close(struct store *s)
     free(s);
 }
 
+static void sq_close(struct store *base)
+{
+    sq_destroy(sq(base));
+}
+
 const char *store_sqlite_version(void)
 {
     return sqlite3_libversion();
@@ -640,7 +642,7 @@ const char *store_sqlite_version(void)
 
 /* ---- reader pool ------------------------------------------------------- */
 
-static struct reader *reader_acquire(struct store *s)
+static struct reader *reader_acquire(struct sq_store *s)
 {
     pthread_mutex_lock(&s->readers_lock);
     for (;;) {
@@ -655,7 +657,7 @@ static struct reader *reader_acquire(struct store *s)
     }
 }
 
-static void reader_release(struct store *s, struct reader *r)
+static void reader_release(struct sq_store *s, struct reader *r)
 {
     pthread_mutex_lock(&s->readers_lock);
     assert(r->busy);
@@ -666,7 +668,7 @@ static void reader_release(struct store *s, struct reader *r)
 
 /* ---- intake ------------------------------------------------------------ */
 
-static int insert_idempotency(struct store *s, const struct store_new_order *o, bool *taken)
+static int insert_idempotency(struct sq_store *s, const struct store_new_order *o, bool *taken)
 {
     sqlite3_stmt *st = wstmt(s, W_INSERT_IDEM);
     bind_text(st, 1, o->idempotency_key);
@@ -680,7 +682,7 @@ static int insert_idempotency(struct store *s, const struct store_new_order *o, 
     return rc;
 }
 
-static int insert_order(struct store *s, const struct store_new_order *o)
+static int insert_order(struct sq_store *s, const struct store_new_order *o)
 {
     sqlite3_stmt *st = wstmt(s, W_INSERT_ORDER);
     bind_text(st, 1, o->order_id);
@@ -697,9 +699,10 @@ static int insert_order(struct store *s, const struct store_new_order *o)
     return exec_stmt(st);
 }
 
-int store_enqueue_batch(struct store *s, struct store_new_order *orders, size_t n,
-                        uint64_t max_depth)
+static int sq_enqueue_batch(struct store *base, struct store_new_order *orders, size_t n,
+                            uint64_t max_depth)
 {
+    struct sq_store *s = sq(base);
     int err = txn_begin(s, true, "enqueue");
     if (err != STORE_OK)
         goto fail_all;
@@ -745,14 +748,6 @@ fail_all:
 
 /* ---- reads ------------------------------------------------------------- */
 
-void store_order_clear(struct store_order *o)
-{
-    free(o->customer_id);
-    free(o->items_json);
-    free(o->last_error);
-    memset(o, 0, sizeof(*o));
-}
-
 static const char *status_constant(const unsigned char *s)
 {
     static const char *const names[] = {"queued", "processing", "completed", "dead_lettered"};
@@ -783,9 +778,10 @@ static int read_order_row(sqlite3_stmt *st, struct store_order *o)
     return STORE_OK;
 }
 
-int store_get_order(struct store *s, const char *order_id, int64_t now_ms,
-                    struct store_order *out)
+static int sq_get_order(struct store *base, const char *order_id, int64_t now_ms,
+                        struct store_order *out)
 {
+    struct sq_store *s = sq(base);
     struct reader *r = reader_acquire(s);
     sqlite3_stmt *st = r->stmts[R_GET_ORDER];
     sqlite3_bind_int64(st, 1, now_ms);
@@ -801,13 +797,6 @@ int store_get_order(struct store *s, const char *order_id, int64_t now_ms,
     done_stmt(st);
     reader_release(s, r);
     return err;
-}
-
-void store_orders_free(struct store_order *orders, size_t n)
-{
-    for (size_t i = 0; orders != NULL && i < n; i++)
-        store_order_clear(&orders[i]);
-    free(orders);
 }
 
 static enum rstmt list_variant(const struct store_order_filter *f)
@@ -827,9 +816,10 @@ static const char *stored_status(const char *shown)
     return shown && strcmp(shown, "processing") == 0 ? "queued" : shown;
 }
 
-int store_list_orders(struct store *s, const struct store_order_filter *f, int64_t now_ms,
-                      struct store_order **out, size_t *n)
+static int sq_list_orders(struct store *base, const struct store_order_filter *f, int64_t now_ms,
+                          struct store_order **out, size_t *n)
 {
+    struct sq_store *s = sq(base);
     assert(f->limit >= 1 && f->limit <= HTTP_LIST_LIMIT_MAX);
     struct store_order *rows = calloc(f->limit, sizeof(*rows));
     if (rows == NULL)
@@ -869,16 +859,10 @@ int store_list_orders(struct store *s, const struct store_order_filter *f, int64
     return STORE_OK;
 }
 
-void store_idempotency_clear(struct store_idempotency *r)
+static int sq_idempotency_get(struct store *base, const char *key, int64_t now_ms,
+                              struct store_idempotency *out)
 {
-    free(r->request_json);
-    free(r->response_json);
-    memset(r, 0, sizeof(*r));
-}
-
-int store_idempotency_get(struct store *s, const char *key, int64_t now_ms,
-                          struct store_idempotency *out)
-{
+    struct sq_store *s = sq(base);
     struct reader *r = reader_acquire(s);
     sqlite3_stmt *st = r->stmts[R_IDEM_GET];
     bind_text(st, 1, key);
@@ -904,8 +888,9 @@ int store_idempotency_get(struct store *s, const char *key, int64_t now_ms,
     return err;
 }
 
-int store_idempotency_prune(struct store *s, int64_t now_ms, uint64_t *deleted)
+static int sq_idempotency_prune(struct store *base, int64_t now_ms, uint64_t *deleted)
 {
+    struct sq_store *s = sq(base);
     int err = txn_begin(s, false, "idempotency prune");
     if (err != STORE_OK)
         return err;
@@ -920,7 +905,7 @@ int store_idempotency_prune(struct store *s, int64_t now_ms, uint64_t *deleted)
 }
 
 /* Runs a one-integer query on a reader; *found false when it returned NULL. */
-static int reader_int(struct store *s, enum rstmt which, int64_t *value, bool *found)
+static int reader_int(struct sq_store *s, enum rstmt which, int64_t *value, bool *found)
 {
     struct reader *r = reader_acquire(s);
     sqlite3_stmt *st = r->stmts[which];
@@ -938,8 +923,9 @@ static int reader_int(struct store *s, enum rstmt which, int64_t *value, bool *f
     return err;
 }
 
-int store_stats(struct store *s, struct store_stats *out)
+static int sq_stats(struct store *base, struct store_stats *out)
 {
+    struct sq_store *s = sq(base);
     int64_t oldest = 0;
     bool found = false;
     int err = reader_int(s, R_OLDEST, &oldest, &found);
@@ -949,8 +935,9 @@ int store_stats(struct store *s, struct store_stats *out)
     return err;
 }
 
-bool store_writable(struct store *s)
+static bool sq_writable(struct store *base)
 {
+    struct sq_store *s = sq(base);
     if (txn_begin(s, false, "readiness") != STORE_OK)
         return false;
     sqlite3_stmt *st = wstmt(s, W_HEARTBEAT);
@@ -965,15 +952,8 @@ bool store_writable(struct store *s)
 
 /* ---- queue ------------------------------------------------------------- */
 
-void store_message_clear(struct store_message *m)
-{
-    free(m->customer_id);
-    free(m->items_json);
-    memset(m, 0, sizeof(*m));
-}
-
 /* Moves a message (already deleted from queue) to dead_letters; inside a txn. */
-static int dead_letter_rows(struct store *s, const char *order_id, uint32_t attempts,
+static int dead_letter_rows(struct sq_store *s, const char *order_id, uint32_t attempts,
                             const char *error, int64_t enqueued_at, int64_t now_ms)
 {
     sqlite3_stmt *st = wstmt(s, W_DLQ_INSERT);
@@ -993,7 +973,7 @@ static int dead_letter_rows(struct store *s, const char *order_id, uint32_t atte
 }
 
 /* Deletes the message under its receipt; SQLITE_NOTFOUND when stale. */
-static int delete_leased(struct store *s, const char *order_id, int64_t receipt,
+static int delete_leased(struct sq_store *s, const char *order_id, int64_t receipt,
                          int64_t *enqueued_at)
 {
     sqlite3_stmt *st = wstmt(s, W_DLQ_DELETE_QUEUE);
@@ -1010,7 +990,7 @@ static int delete_leased(struct store *s, const char *order_id, int64_t receipt,
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static int load_message_order(struct store *s, struct store_message *m)
+static int load_message_order(struct sq_store *s, struct store_message *m)
 {
     sqlite3_stmt *st = wstmt(s, W_ORDER_FOR_MESSAGE);
     bind_text(st, 1, m->order_id);
@@ -1036,7 +1016,7 @@ struct claimed_row {
     char *last_error;
 };
 
-static int run_claim(struct store *s, int64_t receipt, int64_t now_ms, int64_t lease_ms,
+static int run_claim(struct sq_store *s, int64_t receipt, int64_t now_ms, int64_t lease_ms,
                      struct claimed_row *rows, size_t max, size_t *n)
 {
     sqlite3_stmt *st = wstmt(s, W_CLAIM);
@@ -1058,7 +1038,7 @@ static int run_claim(struct store *s, int64_t receipt, int64_t now_ms, int64_t l
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-static int claim_one(struct store *s, const struct claimed_row *row, int64_t receipt,
+static int claim_one(struct sq_store *s, const struct claimed_row *row, int64_t receipt,
                      uint32_t max_receives, int64_t now_ms, struct store_message *out,
                      size_t *n, size_t *dead)
 {
@@ -1089,9 +1069,10 @@ static int claim_one(struct store *s, const struct claimed_row *row, int64_t rec
     return SQLITE_OK;
 }
 
-int store_claim(struct store *s, int64_t now_ms, int64_t lease_ms, uint32_t max_receives,
-                struct store_message *out, size_t max, size_t *n, size_t *dead_lettered)
+static int sq_claim(struct store *base, int64_t now_ms, int64_t lease_ms, uint32_t max_receives,
+                    struct store_message *out, size_t max, size_t *n, size_t *dead_lettered)
 {
+    struct sq_store *s = sq(base);
     assert(max >= 1 && max <= WORKER_BATCH_MAX);
     struct claimed_row rows[WORKER_BATCH_MAX];
     size_t nrows = 0, dead = 0;
@@ -1124,7 +1105,7 @@ int store_claim(struct store *s, int64_t now_ms, int64_t lease_ms, uint32_t max_
     return STORE_OK;
 }
 
-static int settle_completed(struct store *s, struct store_settlement *it, int64_t now_ms)
+static int settle_completed(struct sq_store *s, struct store_settlement *it, int64_t now_ms)
 {
     sqlite3_stmt *st = wstmt(s, W_COMPLETE_DELETE);
     bind_text(st, 1, it->order_id);
@@ -1146,7 +1127,7 @@ static int settle_completed(struct store *s, struct store_settlement *it, int64_
     return rc;
 }
 
-static int settle_retry(struct store *s, struct store_settlement *it)
+static int settle_retry(struct sq_store *s, struct store_settlement *it)
 {
     sqlite3_stmt *st = wstmt(s, W_RETRY);
     bind_text(st, 1, it->order_id);
@@ -1159,7 +1140,7 @@ static int settle_retry(struct store *s, struct store_settlement *it)
     return rc;
 }
 
-static int settle_dead_letter(struct store *s, struct store_settlement *it, int64_t now_ms)
+static int settle_dead_letter(struct sq_store *s, struct store_settlement *it, int64_t now_ms)
 {
     int64_t enqueued_at = 0;
     int rc = delete_leased(s, it->order_id, it->receipt, &enqueued_at);
@@ -1174,8 +1155,9 @@ static int settle_dead_letter(struct store *s, struct store_settlement *it, int6
     return rc;
 }
 
-int store_settle(struct store *s, struct store_settlement *items, size_t n, int64_t now_ms)
+static int sq_settle(struct store *base, struct store_settlement *items, size_t n, int64_t now_ms)
 {
+    struct sq_store *s = sq(base);
     int err = txn_begin(s, false, "settle");
     if (err != STORE_OK)
         return err;
@@ -1207,8 +1189,10 @@ int store_settle(struct store *s, struct store_settlement *items, size_t n, int6
     return STORE_OK;
 }
 
-int store_release(struct store *s, const struct store_message *msgs, size_t n, int64_t now_ms)
+static int sq_release(struct store *base, const struct store_message *msgs, size_t n,
+                      int64_t now_ms)
 {
+    struct sq_store *s = sq(base);
     int err = txn_begin(s, false, "release");
     if (err != STORE_OK)
         return err;
@@ -1224,8 +1208,9 @@ int store_release(struct store *s, const struct store_message *msgs, size_t n, i
     return rc == SQLITE_OK ? txn_commit(s, "release commit") : txn_abort(s, rc, "release");
 }
 
-int store_next_visible_ms(struct store *s, int64_t *when_ms)
+static int sq_next_visible_ms(struct store *base, int64_t *when_ms)
 {
+    struct sq_store *s = sq(base);
     bool found = false;
     int err = reader_int(s, R_NEXT_VISIBLE, when_ms, &found);
     if (err != STORE_OK)
@@ -1235,19 +1220,10 @@ int store_next_visible_ms(struct store *s, int64_t *when_ms)
 
 /* ---- dead letters ------------------------------------------------------ */
 
-void store_dead_letters_free(struct store_dead_letter *d, size_t n)
+static int sq_list_dead_letters(struct store *base, const char *before_id, size_t limit,
+                                struct store_dead_letter **out, size_t *n)
 {
-    for (size_t i = 0; d != NULL && i < n; i++) {
-        free(d[i].customer_id);
-        free(d[i].items_json);
-        free(d[i].last_error);
-    }
-    free(d);
-}
-
-int store_list_dead_letters(struct store *s, const char *before_id, size_t limit,
-                            struct store_dead_letter **out, size_t *n)
-{
+    struct sq_store *s = sq(base);
     assert(limit >= 1 && limit <= HTTP_LIST_LIMIT_MAX);
     struct store_dead_letter *rows = calloc(limit, sizeof(*rows));
     if (rows == NULL)
@@ -1287,7 +1263,7 @@ int store_list_dead_letters(struct store *s, const char *before_id, size_t limit
 }
 
 /* Inside a transaction: dead letter -> queue. SQLITE_NOTFOUND when absent. */
-static int redrive_one(struct store *s, const char *order_id, int64_t now_ms)
+static int redrive_one(struct sq_store *s, const char *order_id, int64_t now_ms)
 {
     sqlite3_stmt *st = wstmt(s, W_REDRIVE_DELETE);
     bind_text(st, 1, order_id);
@@ -1307,8 +1283,9 @@ static int redrive_one(struct store *s, const char *order_id, int64_t now_ms)
     return exec_stmt(st);
 }
 
-int store_redrive(struct store *s, const char *order_id, int64_t now_ms)
+static int sq_redrive(struct store *base, const char *order_id, int64_t now_ms)
 {
+    struct sq_store *s = sq(base);
     int err = txn_begin(s, false, "redrive");
     if (err != STORE_OK)
         return err;
@@ -1329,7 +1306,7 @@ int store_redrive(struct store *s, const char *order_id, int64_t now_ms)
 }
 
 /* One batch of redrive-all; *moved gets how many, 0 when the table is empty. */
-static int redrive_batch(struct store *s, int64_t now_ms, uint64_t *moved)
+static int redrive_batch(struct sq_store *s, int64_t now_ms, uint64_t *moved)
 {
     char ids[500][ID_ULID_LEN + 1];
     size_t n = 0;
@@ -1359,8 +1336,9 @@ static int redrive_batch(struct store *s, int64_t now_ms, uint64_t *moved)
     return err;
 }
 
-int store_redrive_all(struct store *s, int64_t now_ms, uint64_t *moved)
+static int sq_redrive_all(struct store *base, int64_t now_ms, uint64_t *moved)
 {
+    struct sq_store *s = sq(base);
     uint64_t total = 0, batch = 0;
     int err;
     do {
@@ -1372,8 +1350,9 @@ int store_redrive_all(struct store *s, int64_t now_ms, uint64_t *moved)
     return err;
 }
 
-int store_delete_dead_letter(struct store *s, const char *order_id)
+static int sq_delete_dead_letter(struct store *base, const char *order_id)
 {
+    struct sq_store *s = sq(base);
     int err = txn_begin(s, false, "delete dead letter");
     if (err != STORE_OK)
         return err;
@@ -1394,8 +1373,9 @@ int store_delete_dead_letter(struct store *s, const char *order_id)
 
 /* ---- maintenance ------------------------------------------------------- */
 
-int store_checkpoint(struct store *s)
+static int sq_checkpoint(struct store *base)
 {
+    struct sq_store *s = sq(base);
     writer_lock(s);
     int rc = sqlite3_wal_checkpoint_v2(s->writer, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     int err = rc == SQLITE_OK ? STORE_OK : fail(s->writer, rc, "checkpoint");
@@ -1450,3 +1430,26 @@ out:
         unlink(dest_path);
     return err;
 }
+
+/* ---- the table store.c dispatches through ------------------------------ */
+
+static const struct store_ops sq_ops = {
+    .name = "sqlite",
+    .close = sq_close,
+    .enqueue_batch = sq_enqueue_batch,
+    .get_order = sq_get_order,
+    .list_orders = sq_list_orders,
+    .idempotency_get = sq_idempotency_get,
+    .idempotency_prune = sq_idempotency_prune,
+    .stats = sq_stats,
+    .writable = sq_writable,
+    .claim = sq_claim,
+    .settle = sq_settle,
+    .release = sq_release,
+    .next_visible_ms = sq_next_visible_ms,
+    .list_dead_letters = sq_list_dead_letters,
+    .redrive = sq_redrive,
+    .redrive_all = sq_redrive_all,
+    .delete_dead_letter = sq_delete_dead_letter,
+    .checkpoint = sq_checkpoint,
+};

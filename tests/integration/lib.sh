@@ -11,14 +11,19 @@
 # command that fails. Daemons a case starts are killed when the case ends.
 #
 # The daemon is driven only from outside: a config file, curl, signals, and
-# read-only sqlite3 queries. JSON is read with grep/sed (no jq on CI): the
-# daemon writes compact JSON, so "name":"value" is one token.
+# read-only queries of its database (db_query). JSON is read with grep/sed (no
+# jq on CI): the daemon writes compact JSON, so "name":"value" is one token.
 #
 # Environment (never ORDERD_*: the daemon refuses unknown ORDERD_ variables):
 #   TEST_ORDERD_BIN      binary under test (default: build/orderd)
 #   TEST_ONLY            run only the cases whose name matches this regex
 #   TEST_CASE_TIMEOUT    seconds before a case is killed (default 120)
 #   TEST_KEEP_TMP        1: keep the temp dirs (for debugging)
+#   TEST_STORAGE_HOOK    another storage backend for every daemon: a command
+#                        run as `HOOK config DIR`, which prints section.key=value
+#                        lines that each config of a daemon in DIR gets before
+#                        the test's own, and as `HOOK query DIR SQL` by db_query
+#                        (tests/pg/hook.sh: one PostgreSQL database per DIR)
 
 LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$LIB_DIR/../.." && pwd)
@@ -26,6 +31,7 @@ REPO_ROOT=$(cd "$LIB_DIR/../.." && pwd)
 : "${TEST_CASE_TIMEOUT:=120}"
 : "${TEST_ONLY:=}"
 : "${TEST_KEEP_TMP:=0}"
+: "${TEST_STORAGE_HOOK:=}"
 START_TIMEOUT=30        # seconds for the "listening on" line (sanitizer builds start slowly)
 STOP_TIMEOUT=30         # seconds for a clean exit after SIGTERM (drain is at most 10 s)
 HTTP_TIMEOUT=15         # curl --max-time
@@ -115,16 +121,20 @@ wait_until() {
 CONFIG_SECTIONS=(server storage queue workers limits auth log)
 
 # write_config FILE DIR [section.key=value ...] — a config for one daemon in DIR:
-# loopback on a free port, database DIR/orderd.db, text logs; each argument
-# adds or replaces one key.
+# loopback on a free port, database DIR/orderd.db (or TEST_STORAGE_HOOK's),
+# text logs; each argument adds or replaces one key.
 write_config() {
     local file=$1 dir=$2
     shift 2
     local -A kv=()
-    local -a order=()
-    local arg k
+    local -a order=() hooked=()
+    local arg k out
+    if [[ -n $TEST_STORAGE_HOOK ]]; then
+        out=$($TEST_STORAGE_HOOK config "$dir") || fail "write_config: $TEST_STORAGE_HOOK config $dir failed"
+        [[ -z $out ]] || mapfile -t hooked <<<"$out"
+    fi
     for arg in "server.listen=127.0.0.1:0" "storage.path=$dir/orderd.db" \
-        "log.format=text" "log.level=info" "$@"; do
+        "log.format=text" "log.level=info" "${hooked[@]}" "$@"; do
         k=${arg%%=*}
         [[ $k == *.* && $arg == *=* ]] || fail "write_config: '$arg' is not section.key=value"
         [[ -v kv[$k] ]] || order+=("$k")
@@ -146,6 +156,16 @@ write_config() {
     for k in "${order[@]}"; do
         [[ " ${CONFIG_SECTIONS[*]} " == *" ${k%%.*} "* ]] || fail "write_config: unknown section in $k"
     done
+}
+
+# db_query DB SQL — a read-only query of the database of the daemon whose
+# storage.path is DB (D_DB, SHARED_DB): one row a line, columns joined by |.
+db_query() {
+    if [[ -n $TEST_STORAGE_HOOK ]]; then
+        $TEST_STORAGE_HOOK query "$(dirname "$1")" "$2"
+    else
+        sqlite3 -readonly "$1" "$2"
+    fi
 }
 
 # start_orderd [section.key=value ...] — a fresh dir and config, then

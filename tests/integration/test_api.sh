@@ -307,7 +307,7 @@ test_list_newest_first_and_paging() {
         grep -qx "$id" "$T/all" || fail "order $id missing from the unfiltered paged list"
     done <"$T/posted"
     local total
-    total=$(sqlite3 -readonly "$SHARED_DB" 'select count(*) from orders')
+    total=$(db_query "$SHARED_DB" 'select count(*) from orders')
     [[ $(wc -l <"$T/all") -le $total ]] || fail "paged list has more orders than the database"
 }
 

@@ -38,7 +38,7 @@ test_queue_full_gets_503() {
     # accepted orders stay readable
     http GET "/orders/${ids[0]}"
     assert_status 200
-    assert_eq "$(sqlite3 -readonly "$D_DB" 'select count(*) from orders')" 3 "orders stored"
+    assert_eq "$(db_query "$D_DB" 'select count(*) from orders')" 3 "orders stored"
     # reads keep working, and the probes say the daemon is alive
     http GET /healthz
     assert_status 200

@@ -57,7 +57,7 @@ test_queued_orders_processed_after_restart() {
     done
     stop_orderd
     local queued
-    queued=$(sqlite3 -readonly "$D_DB" 'select count(*) from queue')
+    queued=$(db_query "$D_DB" 'select count(*) from queue')
     ((queued >= 3)) || fail "only $queued orders left queued at SIGTERM: nothing to test"
     # the next daemon, without a command, works them off
     write_config "$D_DIR/second.conf" "$D_DIR"

@@ -100,7 +100,7 @@ test_drain_under_load() {
 
     # every 202 is stored, and nothing else
     awk '$2 == 202 {print $4}' "$T/all" | sort >"$T/acked"
-    sqlite3 -readonly "$D_DB" "select order_id from orders where customer_id like 'DRAIN-%' order by order_id" >"$T/stored"
+    db_query "$D_DB" "select order_id from orders where customer_id like 'DRAIN-%' order by order_id" >"$T/stored"
     local missing extra
     missing=$(comm -23 "$T/acked" "$T/stored")
     extra=$(comm -13 "$T/acked" "$T/stored")

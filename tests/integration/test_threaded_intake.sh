@@ -63,7 +63,7 @@ test_concurrent_posts() {
     local missing
     missing=$(get_all_ids "$T/ids")
     [[ -z $missing ]] || fail "accepted orders not readable: $(head -n 3 <<<"$missing")"
-    assert_eq "$(sqlite3 -readonly "$SHARED_DB" "select count(*) from orders where customer_id like 'CONC-$run-%' and status = 'completed'")" \
+    assert_eq "$(db_query "$SHARED_DB" "select count(*) from orders where customer_id like 'CONC-$run-%' and status = 'completed'")" \
         "$total" "completed orders of this run"
 }
 
@@ -95,7 +95,7 @@ idempotency_race() {
     done
     assert_eq "$first" 1 "first (not replayed) 202s for one key"
     assert_eq "$(sort -u <<<"${ids%$'\n'}" | wc -l)" 1 "distinct order ids for one key"
-    assert_eq "$(sqlite3 -readonly "$SHARED_DB" "select count(*) from orders where customer_id = 'RACE-$key'")" 1 \
+    assert_eq "$(db_query "$SHARED_DB" "select count(*) from orders where customer_id = 'RACE-$key'")" 1 \
         "orders stored for one key"
     echo "$replays $conflicts" >>"$T/race"
 }

@@ -18,7 +18,7 @@ int main(void) {
     return f ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 EOC
-PKGS="libmicrohttpd sqlite3 jansson libuv inih gnutls check"
+PKGS="libmicrohttpd sqlite3 jansson libuv inih gnutls libpq check"
 cc -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
    -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -pthread \
    -Iinclude -D_GNU_SOURCE -DORDERD_VERSION='"test"' $(pkg-config --cflags $PKGS) \

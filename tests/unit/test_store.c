@@ -12,6 +12,12 @@
  * fresh database in its own directory under that root (checked fixture).
  * The disk-full case mounts a 1 MiB tmpfs on its root when mount(2) is allowed
  * (root) and reports itself skipped otherwise.
+ *
+ * Backends: SQLite by default. With TEST_STORE_DSN set (tests/pg/run.sh) the
+ * same cases run against PostgreSQL: each test starts from an empty schema of
+ * that database, and the test's own SQL goes through psql. The cases about
+ * SQLite's file (modes, PRAGMAs, backup, a full disk) skip themselves there;
+ * tests/pg/test_store_pg.c has the PostgreSQL-only ones.
  */
 #include <check.h>
 #include <errno.h>
@@ -27,6 +33,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bounds.h"
@@ -48,6 +55,62 @@ static int tmpfs_errno;
 static char dir[1024];        /* per test, under root */
 static char dbpath[1100];
 static struct store *st;
+
+/* The PostgreSQL database of this run, or NULL: SQLite. */
+static const char *pg_dsn(void)
+{
+    const char *dsn = getenv("TEST_STORE_DSN");
+    return dsn && *dsn ? dsn : NULL;
+}
+
+/* Cases about SQLite's file: nothing to test on PostgreSQL. */
+#define SQLITE_ONLY()                                                                     \
+    do {                                                                                  \
+        if (pg_dsn()) {                                                                   \
+            fprintf(stderr, "store: %s SKIPPED on postgres\n", __func__);                 \
+            return;                                                                       \
+        }                                                                                 \
+    } while (0)
+
+static struct store_options store_opts(const char *path, enum durability durability)
+{
+    return (struct store_options){
+        .backend = pg_dsn() ? STORE_BACKEND_POSTGRES : STORE_BACKEND_SQLITE,
+        .path = path,
+        .dsn = pg_dsn(),
+        .durability = durability,
+    };
+}
+
+/* Runs psql -c sql on the test database; its first output line into out. */
+static void psql_line(const char *sql, char *out, size_t size)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execlp("psql", "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", pg_dsn(),
+               "-c", sql, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char buf[4096];
+    size_t len = 0;
+    ssize_t got;
+    while (len + 1 < sizeof(buf) && (got = read(fds[0], buf + len, sizeof(buf) - 1 - len)) > 0)
+        len += (size_t)got;
+    close(fds[0]);
+    buf[len] = '\0';
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "psql failed on: %s", sql);
+    buf[strcspn(buf, "\n")] = '\0';
+    snprintf(out, size, "%s", buf);
+}
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -92,7 +155,7 @@ static void make_tmpfs_root(void)
 
 static void open_store_at(const char *path, struct store **out)
 {
-    struct store_options opts = {.path = path, .durability = DURABILITY_FULL};
+    struct store_options opts = store_opts(path, DURABILITY_FULL);
     ck_assert_int_eq(store_open(&opts, out), STORE_OK);
 }
 
@@ -101,6 +164,12 @@ static void setup(void)
     snprintf(dir, sizeof(dir), "%s/t.XXXXXX", root);
     ck_assert_ptr_nonnull(mkdtemp(dir));
     snprintf(dbpath, sizeof(dbpath), "%s/orderd.db", dir);
+    if (pg_dsn()) {
+        char none[8];
+        psql_line("SET client_min_messages = warning; DROP SCHEMA IF EXISTS public CASCADE; "
+                  "CREATE SCHEMA public",
+                  none, sizeof(none));
+    }
     open_store_at(dbpath, &st);
 }
 
@@ -302,6 +371,20 @@ static int get_status(const char *id, int64_t now)
     return rc;
 }
 
+/* The queue is empty: SQLite says so; PostgreSQL, where other nodes enqueue
+ * unseen, answers the time of its next poll, soon (store.h). */
+static void assert_no_next_visible(void)
+{
+    int64_t when = 0, before = ids_now_ms();
+    if (!pg_dsn()) {
+        ck_assert_int_eq(store_next_visible_ms(st, &when), STORE_ENOTFOUND);
+        return;
+    }
+    ck_assert_int_eq(store_next_visible_ms(st, &when), STORE_OK);
+    ck_assert_int_ge(when, before);
+    ck_assert_int_le(when, ids_now_ms() + 10000);
+}
+
 /* Maps ids back to their 1-based index in text: "531" = text[4], text[2], text[0]. */
 static void ids_to_digits(const char *const *ids, size_t n, const struct order_text *text,
                           size_t ntext, char *out, size_t size)
@@ -347,6 +430,11 @@ static void dlq_digits(const char *before_id, size_t limit, const struct order_t
 
 static int64_t sql_int(const char *path, const char *sql)
 {
+    if (pg_dsn()) {
+        char line[64];
+        psql_line(sql, line, sizeof(line));
+        return strtoll(line, NULL, 10);
+    }
     sqlite3 *db = NULL;
     sqlite3_stmt *q = NULL;
     ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
@@ -360,6 +448,10 @@ static int64_t sql_int(const char *path, const char *sql)
 
 static void sql_text(const char *path, const char *sql, char *out, size_t size)
 {
+    if (pg_dsn()) {
+        psql_line(sql, out, size);
+        return;
+    }
     sqlite3 *db = NULL;
     sqlite3_stmt *q = NULL;
     ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
@@ -382,6 +474,7 @@ static unsigned file_mode(const char *path)
 
 START_TEST(open_creates_schema_and_private_file)
 {
+    SQLITE_ONLY();
     char tables[256], wal[PATH_MAX + 8];
 
     ck_assert_uint_eq(file_mode(dbpath), 0600); /* 0600 = 384 */
@@ -418,14 +511,16 @@ START_TEST(reopen_keeps_data_and_counts)
 
     store_close(st);
     st = NULL;
-    struct store_options opts = {.path = dbpath, .durability = DURABILITY_NORMAL};
+    struct store_options opts = store_opts(dbpath, DURABILITY_NORMAL);
     ck_assert_int_eq(store_open(&opts, &st), STORE_OK);
 
     struct store_stats s = stats();
     ck_assert_uint_eq(s.queue_depth, 3);
     ck_assert_uint_eq(s.dlq_depth, 1);
     ck_assert_int_eq(s.oldest_enqueued_at_ms, T0 + 2);
-    ck_assert_int_eq(sql_int(dbpath, "PRAGMA user_version"), 1);
+    ck_assert_int_eq(sql_int(dbpath, pg_dsn() ? "SELECT version FROM schema_version"
+                                              : "PRAGMA user_version"),
+                     1);
     assert_order_state(b.text[0].id, T0 + 30, "dead_lettered", 1, "bad");
     for (size_t i = 1; i < b.n; i++)
         assert_order_state(b.text[i].id, T0 + 30, "queued", 0, NULL);
@@ -435,6 +530,7 @@ END_TEST
 
 START_TEST(open_refuses_newer_schema)
 {
+    SQLITE_ONLY();
     store_close(st);
     st = NULL;
     sqlite3 *db = NULL;
@@ -451,6 +547,7 @@ END_TEST
 
 START_TEST(open_refuses_non_database)
 {
+    SQLITE_ONLY();
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/garbage.db", dir);
     FILE *f = fopen(path, "w");
@@ -471,6 +568,7 @@ END_TEST
 
 START_TEST(open_fails_without_directory)
 {
+    SQLITE_ONLY();
     char path[PATH_MAX + 32];
     snprintf(path, sizeof(path), "%s/missing/orderd.db", dir);
     struct store_options opts = {.path = path, .durability = DURABILITY_NORMAL};
@@ -1056,8 +1154,7 @@ START_TEST(settle_completed_removes_message)
     ck_assert_uint_eq(s.queue_depth, 0);
     ck_assert_uint_eq(s.dlq_depth, 0);
     ck_assert_int_eq(s.oldest_enqueued_at_ms, 0);
-    int64_t when = 0;
-    ck_assert_int_eq(store_next_visible_ms(st, &when), STORE_ENOTFOUND);
+    assert_no_next_visible();
     ck_assert_int_eq(sql_int(dbpath, "SELECT count(*) FROM queue"), 0);
     assert_order_state(t.id, T0 + 60, "completed", 1, NULL);
 
@@ -1246,7 +1343,7 @@ END_TEST
 START_TEST(next_visible_is_the_earliest)
 {
     int64_t when = 0;
-    ck_assert_int_eq(store_next_visible_ms(st, &when), STORE_ENOTFOUND);
+    assert_no_next_visible();
     struct order_text a, b;
     enqueue_one(&a, T0 + 50, "alice");
     enqueue_one(&b, T0 + 30, "alice");
@@ -1385,6 +1482,7 @@ END_TEST
 
 START_TEST(backup_copies_and_refuses_existing_destination)
 {
+    SQLITE_ONLY();
     struct batch b;
     batch_make(&b, 3, T0 + 1, "alice");
     batch_commit(&b);
@@ -1531,6 +1629,7 @@ static char big_items[4096];
 
 START_TEST(unavailable_when_disk_full_then_recovers)
 {
+    SQLITE_ONLY();
     if (!root_is_tmpfs) {
         fprintf(stderr, "store: unavailable_when_disk_full_then_recovers SKIPPED: "
                         "cannot mount a tmpfs (%s)\n",

@@ -1,0 +1,199 @@
+/*
+ * store.c — the storage interface of include/store.h, dispatched to a backend.
+ *
+ * store_open() picks the backend from store_options.backend: SQLite
+ * (store_sqlite.c, one file, the embedded default) or PostgreSQL
+ * (store_pg.c, several orderd nodes on one database). Every other function is
+ * one call through the backend's table of operations (src/store_int.h), so
+ * callers never know which one serves them. What does not depend on the
+ * backend lives here: error names and freeing the structs a read returns.
+ *
+ * Threads: no state of its own; each backend says which thread may call what
+ * (any thread, for both).
+ */
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "store_int.h"
+
+const char *store_strerror(int err)
+{
+    switch (err) {
+    case STORE_OK: return "ok";
+    case STORE_ENOTFOUND: return "not found";
+    case STORE_EUNAVAILABLE: return "storage unavailable";
+    case STORE_EQUEUEFULL: return "queue full";
+    case STORE_ESTALE: return "stale receipt";
+    case STORE_ECONFLICT: return "idempotency key conflict";
+    case STORE_ENOMEM: return "out of memory";
+    case STORE_EINTERNAL: return "internal storage error";
+    case STORE_EOPEN: return "cannot open database";
+    default: return "unknown storage error";
+    }
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+int store_open(const struct store_options *opts, struct store **out)
+{
+    int err;
+    *out = NULL;
+    switch (opts->backend) {
+    case STORE_BACKEND_SQLITE:
+        err = store_sqlite_open(opts, out);
+        break;
+    case STORE_BACKEND_POSTGRES:
+        err = store_pg_open(opts, out);
+        break;
+    default:
+        log_error(NULL, "store: unknown backend %d", (int)opts->backend);
+        return STORE_EOPEN;
+    }
+    assert(err != STORE_OK || (*out != NULL && (*out)->ops != NULL));
+    return err;
+}
+
+void store_close(struct store *s)
+{
+    if (s != NULL)
+        s->ops->close(s);
+}
+
+/* ---- intake ------------------------------------------------------------ */
+
+int store_enqueue_batch(struct store *s, struct store_new_order *orders, size_t n,
+                        uint64_t max_depth)
+{
+    return s->ops->enqueue_batch(s, orders, n, max_depth);
+}
+
+/* ---- reads ------------------------------------------------------------- */
+
+int store_get_order(struct store *s, const char *order_id, int64_t now_ms,
+                    struct store_order *out)
+{
+    return s->ops->get_order(s, order_id, now_ms, out);
+}
+
+int store_list_orders(struct store *s, const struct store_order_filter *f, int64_t now_ms,
+                      struct store_order **out, size_t *n)
+{
+    return s->ops->list_orders(s, f, now_ms, out, n);
+}
+
+int store_idempotency_get(struct store *s, const char *key, int64_t now_ms,
+                          struct store_idempotency *out)
+{
+    return s->ops->idempotency_get(s, key, now_ms, out);
+}
+
+int store_idempotency_prune(struct store *s, int64_t now_ms, uint64_t *deleted)
+{
+    return s->ops->idempotency_prune(s, now_ms, deleted);
+}
+
+int store_stats(struct store *s, struct store_stats *out)
+{
+    return s->ops->stats(s, out);
+}
+
+bool store_writable(struct store *s)
+{
+    return s->ops->writable(s);
+}
+
+/* ---- queue ------------------------------------------------------------- */
+
+int store_claim(struct store *s, int64_t now_ms, int64_t lease_ms, uint32_t max_receives,
+                struct store_message *out, size_t max, size_t *n, size_t *dead_lettered)
+{
+    return s->ops->claim(s, now_ms, lease_ms, max_receives, out, max, n, dead_lettered);
+}
+
+int store_settle(struct store *s, struct store_settlement *items, size_t n, int64_t now_ms)
+{
+    return s->ops->settle(s, items, n, now_ms);
+}
+
+int store_release(struct store *s, const struct store_message *msgs, size_t n, int64_t now_ms)
+{
+    return s->ops->release(s, msgs, n, now_ms);
+}
+
+int store_next_visible_ms(struct store *s, int64_t *when_ms)
+{
+    return s->ops->next_visible_ms(s, when_ms);
+}
+
+/* ---- dead letters ------------------------------------------------------ */
+
+int store_list_dead_letters(struct store *s, const char *before_id, size_t limit,
+                            struct store_dead_letter **out, size_t *n)
+{
+    return s->ops->list_dead_letters(s, before_id, limit, out, n);
+}
+
+int store_redrive(struct store *s, const char *order_id, int64_t now_ms)
+{
+    return s->ops->redrive(s, order_id, now_ms);
+}
+
+int store_redrive_all(struct store *s, int64_t now_ms, uint64_t *moved)
+{
+    return s->ops->redrive_all(s, now_ms, moved);
+}
+
+int store_delete_dead_letter(struct store *s, const char *order_id)
+{
+    return s->ops->delete_dead_letter(s, order_id);
+}
+
+/* ---- maintenance ------------------------------------------------------- */
+
+int store_checkpoint(struct store *s)
+{
+    return s->ops->checkpoint(s);
+}
+
+/* ---- what a read returns, the same for every backend -------------------- */
+
+void store_order_clear(struct store_order *o)
+{
+    free(o->customer_id);
+    free(o->items_json);
+    free(o->last_error);
+    memset(o, 0, sizeof(*o));
+}
+
+void store_orders_free(struct store_order *orders, size_t n)
+{
+    for (size_t i = 0; orders != NULL && i < n; i++)
+        store_order_clear(&orders[i]);
+    free(orders);
+}
+
+void store_idempotency_clear(struct store_idempotency *r)
+{
+    free(r->request_json);
+    free(r->response_json);
+    memset(r, 0, sizeof(*r));
+}
+
+void store_message_clear(struct store_message *m)
+{
+    free(m->customer_id);
+    free(m->items_json);
+    memset(m, 0, sizeof(*m));
+}
+
+void store_dead_letters_free(struct store_dead_letter *d, size_t n)
+{
+    for (size_t i = 0; d != NULL && i < n; i++) {
+        free(d[i].customer_id);
+        free(d[i].items_json);
+        free(d[i].last_error);
+    }
+    free(d);
+}

@@ -214,8 +214,6 @@ int store_delete_dead_letter(struct store *s, const char *order_id);
  * sqlite only: a PostgreSQL database is backed up with pg_dump. */
 int store_backup(const char *db_path, const char *dest_path);
 
-/* Runs a passive WAL checkpoint (off the hot path); postgres: nothing to do. */
-int store_checkpoint(struct store *s);
 
 const char *store_sqlite_version(void);
 

@@ -152,11 +152,6 @@ int store_delete_dead_letter(struct store *s, const char *order_id)
 
 /* ---- maintenance ------------------------------------------------------- */
 
-int store_checkpoint(struct store *s)
-{
-    return s->ops->checkpoint(s);
-}
-
 /* ---- what a read returns, the same for every backend -------------------- */
 
 void store_order_clear(struct store_order *o)

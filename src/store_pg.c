@@ -1608,13 +1608,6 @@ static int pgs_delete_dead_letter(struct store *base, const char *order_id)
 
 /* ---- maintenance ------------------------------------------------------- */
 
-/* PostgreSQL checkpoints by itself; autovacuum keeps the queue small. */
-static int pgs_checkpoint(struct store *base)
-{
-    (void)pgs(base);
-    return STORE_OK;
-}
-
 /* ---- the table store.c dispatches through ------------------------------ */
 
 static const struct store_ops pgs_ops = {
@@ -1635,5 +1628,4 @@ static const struct store_ops pgs_ops = {
     .redrive = pgs_redrive,
     .redrive_all = pgs_redrive_all,
     .delete_dead_letter = pgs_delete_dead_letter,
-    .checkpoint = pgs_checkpoint,
 };

@@ -1373,16 +1373,6 @@ static int sq_delete_dead_letter(struct store *base, const char *order_id)
 
 /* ---- maintenance ------------------------------------------------------- */
 
-static int sq_checkpoint(struct store *base)
-{
-    struct sq_store *s = sq(base);
-    writer_lock(s);
-    int rc = sqlite3_wal_checkpoint_v2(s->writer, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    int err = rc == SQLITE_OK ? STORE_OK : fail(s->writer, rc, "checkpoint");
-    writer_unlock(s);
-    return err;
-}
-
 int store_backup(const char *db_path, const char *dest_path)
 {
     struct stat sb;
@@ -1451,5 +1441,4 @@ static const struct store_ops sq_ops = {
     .redrive = sq_redrive,
     .redrive_all = sq_redrive_all,
     .delete_dead_letter = sq_delete_dead_letter,
-    .checkpoint = sq_checkpoint,
 };

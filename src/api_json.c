@@ -71,7 +71,7 @@ int api_cursor_decode(const char *cursor, char *order_id, size_t size)
     int bits = 0;
     for (size_t i = 0; i < len; i++) {
         const char *p = strchr(b64url, cursor[i]);
-        if (p == NULL || cursor[i] == '\0')
+        if (p == NULL)
             return -EINVAL;
         v = (v << 6) | (unsigned)(p - b64url);
         bits += 6;

@@ -69,8 +69,8 @@ static unsigned key_bucket(const char *key)
     return h % KEY_BUCKETS;
 }
 
-/* Marks key in flight; false when it already was. -ENOMEM reported as false too
- * would be wrong, so allocation failure is returned through *oom. */
+/* Marks key in flight; false when it already was, or (with *oom set) when
+ * there was no memory to record it. */
 static bool key_claim(struct api_orders *api, const char *key, bool *oom)
 {
     unsigned b = key_bucket(key);
@@ -269,10 +269,12 @@ static char *accepted_body(const char *order_id, const char *trace_id)
     return text;
 }
 
-/* Fills p from the validated order; 0 or -ENOMEM / -errno. */
+/* Fills p from the validated order; takes ownership of canonical (the request
+ * JSON kept with an Idempotency-Key; NULL without one). 0 or -ENOMEM / -errno. */
 static int pending_fill(struct pending_order *p, struct http_request *req, const struct order *o,
-                        const char *key)
+                        const char *key, char *canonical)
 {
+    p->request_json = canonical;
     int err = ids_ulid_new(p->order_id);
     if (err != 0)
         return err;
@@ -280,10 +282,8 @@ static int pending_fill(struct pending_order *p, struct http_request *req, const
     p->customer_id = strdup(o->customer_id);
     p->items_json = order_items_json(o);
     p->response_json = accepted_body(p->order_id, http_request_trace(req)->trace_id);
-    if (key) {
+    if (key)
         p->idempotency_key = strdup(key);
-        p->request_json = order_canonical_json(o);
-    }
     if (!p->customer_id || !p->items_json || !p->response_json ||
         (key && (!p->idempotency_key || !p->request_json)))
         return -ENOMEM;
@@ -341,10 +341,11 @@ static void post_validated(struct api_orders *api, struct http_request *req, con
             key_release(api, key);
             return;
         }
-        free(canonical);
     }
     struct pending_order *p = calloc(1, sizeof(*p));
-    if (p == NULL || pending_fill(p, req, o, key) != 0) {
+    if (p == NULL)
+        free(canonical);
+    if (p == NULL || pending_fill(p, req, o, key, canonical) != 0) {
         http_reply_problem(req, 500, NULL, "the order could not be prepared", NULL, 0);
         if (p)
             pending_free(p);

@@ -6,12 +6,14 @@
  * thread then only handles signals and timers:
  *   SIGTERM / SIGINT  drain: HTTP answers 503 to new work, in-flight requests
  *                     finish (bounded by HTTP_DRAIN_TIMEOUT_MS), the
- *                     committer writes what it holds, workers finish their
- *                     current message and release other leases, the database
- *                     is checkpointed and closed; exit 0.
+ *                     committer writes what it holds and answers its
+ *                     requests, HTTP stops, workers finish their current
+ *                     message and release other leases, the database is
+ *                     checkpointed and closed; exit 0.
  *   SIGHUP            re-read the config file; apply what can change live.
  *   housekeeping      every minute: prune expired idempotency keys.
- * Stop is start in reverse.
+ * Stop is start in reverse, except that the committer is quiesced before HTTP
+ * stops (see stop_all).
  *
  * Threads: everything in this file runs on the loop thread (main thread).
  */

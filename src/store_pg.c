@@ -775,6 +775,20 @@ static void pool_release(struct pg_store *s, struct pg_conn *c)
     pthread_mutex_unlock(&s->pool_lock);
 }
 
+/* One statement on a pooled connection: acquire, run, release. *out is the
+ * result (caller PQclears it) when STORE_OK. */
+static int pool_query(struct pg_store *s, enum pstmt which, int nparams,
+                      const char *const *params, const char *where, PGresult **out)
+{
+    struct pg_conn *c = NULL;
+    int err = pool_acquire(s, &c);
+    if (err != STORE_OK)
+        return err;
+    err = run(c, which, nparams, params, where, out);
+    pool_release(s, c);
+    return err;
+}
+
 /* ---- open / close ------------------------------------------------------ */
 
 /* keywords/values for PQconnectdbParams: the dsn (expanded), then libpq
@@ -1100,18 +1114,13 @@ static int pgs_get_order(struct store *base, const char *order_id, int64_t now_m
                          struct store_order *out)
 {
     struct pg_store *s = pgs(base);
-    struct pg_conn *c = NULL;
-    int err = pool_acquire(s, &c);
-    if (err != STORE_OK)
-        return err;
     struct num now;
     const char *params[] = {num(&now, now_ms), order_id};
     PGresult *res = NULL;
-    err = run(c, S_GET_ORDER, 2, params, "get order", &res);
+    int err = pool_query(s, S_GET_ORDER, 2, params, "get order", &res);
     if (err == STORE_OK)
         err = PQntuples(res) == 0 ? STORE_ENOTFOUND : read_order_row(res, 0, out);
     PQclear(res);
-    pool_release(s, c);
     return err;
 }
 
@@ -1148,13 +1157,8 @@ static int pgs_list_orders(struct store *base, const struct store_order_filter *
     struct store_order *rows = calloc(f->limit, sizeof(*rows));
     if (rows == NULL)
         return STORE_ENOMEM;
-    struct pg_conn *c = NULL;
-    int err = pool_acquire(s, &c);
     PGresult *res = NULL;
-    if (err == STORE_OK) {
-        err = run(c, list_variant(f), nparams, params, "list orders", &res);
-        pool_release(s, c);
-    }
+    int err = pool_query(s, list_variant(f), nparams, params, "list orders", &res);
     size_t count = 0;
     for (int r = 0; err == STORE_OK && r < PQntuples(res) && count < f->limit; r++) {
         err = read_order_row(res, r, &rows[count]);
@@ -1175,15 +1179,10 @@ static int pgs_idempotency_get(struct store *base, const char *key, int64_t now_
 {
     struct pg_store *s = pgs(base);
     memset(out, 0, sizeof(*out));
-    struct pg_conn *c = NULL;
-    int err = pool_acquire(s, &c);
-    if (err != STORE_OK)
-        return err;
     struct num cutoff;
     const char *params[] = {key, num(&cutoff, now_ms - (int64_t)IDEMPOTENCY_TTL_S * 1000)};
     PGresult *res = NULL;
-    err = run(c, S_IDEM_GET, 2, params, "idempotency get", &res);
-    pool_release(s, c);
+    int err = pool_query(s, S_IDEM_GET, 2, params, "idempotency get", &res);
     if (err == STORE_OK && PQntuples(res) == 0) {
         err = STORE_ENOTFOUND;
     } else if (err == STORE_OK) {
@@ -1221,13 +1220,8 @@ static int pgs_stats(struct store *base, struct store_stats *out)
 {
     struct pg_store *s = pgs(base);
     memset(out, 0, sizeof(*out));
-    struct pg_conn *c = NULL;
-    int err = pool_acquire(s, &c);
-    if (err != STORE_OK)
-        return err;
     PGresult *res = NULL;
-    err = run(c, S_STATS, 0, NULL, "stats", &res);
-    pool_release(s, c);
+    int err = pool_query(s, S_STATS, 0, NULL, "stats", &res);
     if (err != STORE_OK)
         return err;
     int64_t queue = col_i64(res, 0, 0), dlq = col_i64(res, 0, 1);
@@ -1491,13 +1485,8 @@ static int pgs_release(struct store *base, const struct store_message *msgs, siz
 static int pgs_next_visible_ms(struct store *base, int64_t *when_ms)
 {
     struct pg_store *s = pgs(base);
-    struct pg_conn *c = NULL;
-    int err = pool_acquire(s, &c);
-    if (err != STORE_OK)
-        return err;
     PGresult *res = NULL;
-    err = run(c, S_NEXT_VISIBLE, 0, NULL, "next visible", &res);
-    pool_release(s, c);
+    int err = pool_query(s, S_NEXT_VISIBLE, 0, NULL, "next visible", &res);
     if (err != STORE_OK)
         return err;
     /* Never later than the next poll: other nodes enqueue without waking us. */
@@ -1520,13 +1509,8 @@ static int pgs_list_dead_letters(struct store *base, const char *before_id, size
         return STORE_ENOMEM;
     struct num lim;
     const char *params[] = {before_id ? before_id : CURSOR_NONE, num(&lim, (int64_t)limit)};
-    struct pg_conn *c = NULL;
     PGresult *res = NULL;
-    int err = pool_acquire(s, &c);
-    if (err == STORE_OK) {
-        err = run(c, S_DLQ_LIST, 2, params, "list dead letters", &res);
-        pool_release(s, c);
-    }
+    int err = pool_query(s, S_DLQ_LIST, 2, params, "list dead letters", &res);
     size_t count = 0;
     for (int r = 0; err == STORE_OK && r < PQntuples(res) && count < limit; r++) {
         struct store_dead_letter *d = &rows[count++];

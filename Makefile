@@ -29,7 +29,7 @@ DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libsqlite3-dev \
              libjansson-dev libuv1-dev libinih-dev libgnutls28-dev libpq-dev check
 DEB_TEST  := curl sqlite3 clang libclang-rt-14-dev systemd util-linux procps e2fsprogs \
              prometheus prometheus-alertmanager groff-base man-db nodejs shellcheck \
-             chromium openssl postgresql
+             chromium openssl postgresql strace
 DEB_BENCH := wrk nginx-light
 
 PKGS := libmicrohttpd sqlite3 jansson libuv inih gnutls libpq

@@ -5,8 +5,10 @@
  *
  * HTTP threads submit items and suspend their connection; the committer thread
  * takes everything pending (up to COMMIT_BATCH_MAX), writes it with
- * store_enqueue_batch(), and calls each item's done() with its result. done()
- * runs on the committer thread and must not block.
+ * store_enqueue_batch(), and each item's done() is called with its result once
+ * the batch is durable: by the committer thread, or — when the store defers
+ * the fsync (store_defers_sync) — by a syncer thread after store_sync(), so
+ * that the next batch is written while the disk works. done() must not block.
  */
 #ifndef ORDERD_COMMITTER_H
 #define ORDERD_COMMITTER_H
@@ -29,9 +31,10 @@ struct committer_item {
 struct committer;
 
 /*
- * Starts the committer thread. on_commit(arg) (may be NULL) runs on the
- * committer thread after every transaction that wrote at least one order:
- * the workers' wake-up. 0, -ENOMEM or -errno from pthread_create.
+ * Starts the committer thread (and the syncer). on_commit(arg) (may be NULL)
+ * runs on one of them once a transaction that wrote at least one order is
+ * durable, before its items are answered: the workers' wake-up. 0, -ENOMEM
+ * or -errno from pthread_create.
  */
 int committer_start(struct store *store, uint64_t max_depth, void (*on_commit)(void *arg),
                     void *arg, struct committer **out);

@@ -76,13 +76,34 @@ struct store_new_order {
 
 /*
  * Writes n orders and their queue messages in ONE transaction (group commit).
- * With durability full, returns only after the commit is fsync'd. Orders that
+ * With durability full the commit is durable on return, unless
+ * store_defers_sync(): then it is durable once a later store_sync() returned
+ * STORE_OK, and nobody may be told "accepted" before that. Orders that
  * would push the queue past max_depth get STORE_EQUEUEFULL and are not
  * written; the others are. Returns STORE_OK when the transaction committed
  * (then read each result), or an error that applies to every order.
  */
 int store_enqueue_batch(struct store *s, struct store_new_order *orders, size_t n,
                         uint64_t max_depth);
+
+/*
+ * True when store_enqueue_batch() leaves the fsync to store_sync() (sqlite,
+ * durability full): the fsync then runs outside the write lock, so writers
+ * keep going while it waits for the disk. Fixed for the life of the store.
+ */
+bool store_defers_sync(struct store *s);
+
+/*
+ * Makes every enqueue and redrive committed before the call durable. Cheap
+ * when there is nothing new to sync; STORE_OK at once where commits are
+ * durable by themselves (durability normal, postgres). Any thread, callers
+ * may overlap. Returns STORE_OK. A failed fsync ends the process (exit code
+ * 2, logged): the kernel may have dropped the pages it could not write and a
+ * later fsync may succeed without them, so nothing committed since the last
+ * good sync could be promised any more; after a restart the database is
+ * recovered from what is on the disk.
+ */
+int store_sync(struct store *s);
 
 /* ---- reads (HTTP threads) -------------------------------------------- */
 

@@ -6,10 +6,21 @@
  * store_enqueue_batch(). The pending list is guarded by one mutex; the
  * committer sleeps on a condition variable while nothing is pending.
  *
- * Why this batches by itself: while one transaction is being fsync'd, new
+ * Why this batches by itself: while one transaction is being written, new
  * submissions pile up; the next pass takes them all at once. Under light load a
  * batch is one order and latency is one fsync; under heavy load a batch grows
- * to COMMIT_BATCH_MAX and throughput is bounded by fsyncs/s * batch size.
+ * to COMMIT_BATCH_MAX.
+ *
+ * Pipelined sync: when the store defers the fsync (store_defers_sync: sqlite,
+ * durability full), a second thread, the syncer, acknowledges. The committer
+ * writes batch k+1 (and the workers settle) while the syncer waits for the
+ * disk to make batch k durable; one store_sync() covers every batch committed
+ * before it began. Items are answered (done) only after that sync, and the
+ * workers are woken then too. Otherwise the committer answers each batch
+ * itself right after its commit, which was durable on return.
+ *
+ * A failed sync ends the process inside store_sync(), before anything it
+ * covered was answered.
  */
 #include <assert.h>
 #include <errno.h>
@@ -28,13 +39,18 @@ struct committer {
     void (*on_commit)(void *arg);
     void *on_commit_arg;
     pthread_t thread;
+    bool pipelined;               /* a syncer thread answers (store_defers_sync) */
+    pthread_t syncer;
 
     pthread_mutex_t lock;         /* guards everything below */
     pthread_cond_t wake;
     struct committer_item *head, *tail;
     size_t pending;
     bool stopping;
-    bool joined;                  /* the thread has been joined (loop thread only) */
+    bool joined;                  /* the threads have been joined (loop thread only) */
+    pthread_cond_t sync_wake;     /* syncer: committed items wait, or writing ended */
+    struct committer_item *sync_head, *sync_tail; /* committed, not yet answered */
+    bool writing_ended;           /* the committer thread has returned */
 
     _Atomic uint64_t batches;
     _Atomic uint64_t items;
@@ -81,7 +97,21 @@ static size_t take_batch(struct committer *c, struct committer_item **batch)
     return n;
 }
 
-static void commit_batch(struct committer *c, struct committer_item **batch, size_t n)
+/* Answers a list of items (linked by next); done() may free an item, so the
+ * link is read first. */
+static void answer_items(struct committer_item *item)
+{
+    while (item != NULL) {
+        struct committer_item *next = item->next;
+        item->done(item, item->arg);
+        item = next;
+    }
+}
+
+/* Writes one batch; returns the items linked in order, results filled in, and
+ * in *written how many orders the transaction stored. */
+static struct committer_item *commit_batch(struct committer *c, struct committer_item **batch,
+                                           size_t n, size_t *written)
 {
     struct store_new_order orders[COMMIT_BATCH_MAX];
     for (size_t i = 0; i < n; i++)
@@ -92,16 +122,29 @@ static void commit_batch(struct committer *c, struct committer_item **batch, siz
                  store_strerror(err));
     atomic_fetch_add(&c->batches, 1);
     atomic_fetch_add(&c->items, n);
-    size_t written = 0;
-    for (size_t i = 0; err == STORE_OK && i < n; i++)
-        written += orders[i].result == STORE_OK;
-    if (written > 0 && c->on_commit)
-        c->on_commit(c->on_commit_arg);
-    /* done() may free the item: read nothing from it afterwards. */
+    *written = 0;
     for (size_t i = 0; i < n; i++) {
         batch[i]->order.result = orders[i].result;
-        batch[i]->done(batch[i], batch[i]->arg);
+        batch[i]->next = i + 1 < n ? batch[i + 1] : NULL;
+        *written += err == STORE_OK && orders[i].result == STORE_OK;
     }
+    return batch[0];
+}
+
+/* Hands committed items to the syncer. */
+static void pass_to_syncer(struct committer *c, struct committer_item *first)
+{
+    struct committer_item *last = first;
+    while (last->next != NULL)
+        last = last->next;
+    pthread_mutex_lock(&c->lock);
+    if (c->sync_tail)
+        c->sync_tail->next = first;
+    else
+        c->sync_head = first;
+    c->sync_tail = last;
+    pthread_cond_signal(&c->sync_wake);
+    pthread_mutex_unlock(&c->lock);
 }
 
 static void *committer_main(void *arg)
@@ -109,8 +152,56 @@ static void *committer_main(void *arg)
     struct committer *c = arg;
     struct committer_item *batch[COMMIT_BATCH_MAX];
     size_t n;
-    while ((n = take_batch(c, batch)) > 0)
-        commit_batch(c, batch, n);
+    while ((n = take_batch(c, batch)) > 0) {
+        size_t written = 0;
+        struct committer_item *items = commit_batch(c, batch, n, &written);
+        if (c->pipelined) {
+            pass_to_syncer(c, items);
+            continue;
+        }
+        if (written > 0 && c->on_commit)
+            c->on_commit(c->on_commit_arg);
+        answer_items(items);
+    }
+    if (c->pipelined) {
+        pthread_mutex_lock(&c->lock);
+        c->writing_ended = true;
+        pthread_cond_signal(&c->sync_wake);
+        pthread_mutex_unlock(&c->lock);
+    }
+    return NULL;
+}
+
+/* Takes every committed item; blocks while there is none. NULL once the
+ * committer has ended and nothing is left. */
+static struct committer_item *take_committed(struct committer *c)
+{
+    pthread_mutex_lock(&c->lock);
+    while (c->sync_head == NULL && !c->writing_ended)
+        pthread_cond_wait(&c->sync_wake, &c->lock);
+    struct committer_item *items = c->sync_head;
+    c->sync_head = c->sync_tail = NULL;
+    pthread_mutex_unlock(&c->lock);
+    return items;
+}
+
+static void *syncer_main(void *arg)
+{
+    struct committer *c = arg;
+    struct committer_item *items;
+    while ((items = take_committed(c)) != NULL) {
+        bool written = false;
+        for (struct committer_item *it = items; it != NULL && !written; it = it->next)
+            written = it->order.result == STORE_OK;
+        if (written) {
+            int err = store_sync(c->store);
+            assert(err == STORE_OK); /* a failed fsync does not return */
+            (void)err;
+            if (c->on_commit)
+                c->on_commit(c->on_commit_arg);
+        }
+        answer_items(items);
+    }
     return NULL;
 }
 
@@ -124,18 +215,34 @@ int committer_start(struct store *store, uint64_t max_depth, void (*on_commit)(v
     c->max_depth = max_depth;
     c->on_commit = on_commit;
     c->on_commit_arg = arg;
+    c->pipelined = store_defers_sync(store);
     int rc = pthread_mutex_init(&c->lock, NULL);
     if (rc != 0)
         goto fail_alloc;
     rc = pthread_cond_init(&c->wake, NULL);
     if (rc != 0)
         goto fail_lock;
-    rc = pthread_create(&c->thread, NULL, committer_main, c);
+    rc = pthread_cond_init(&c->sync_wake, NULL);
     if (rc != 0)
         goto fail_cond;
+    if (c->pipelined && (rc = pthread_create(&c->syncer, NULL, syncer_main, c)) != 0)
+        goto fail_sync_cond;
+    rc = pthread_create(&c->thread, NULL, committer_main, c);
+    if (rc != 0)
+        goto fail_syncer;
     *out = c;
     return 0;
 
+fail_syncer:
+    if (c->pipelined) {
+        pthread_mutex_lock(&c->lock);
+        c->writing_ended = true;
+        pthread_cond_signal(&c->sync_wake);
+        pthread_mutex_unlock(&c->lock);
+        pthread_join(c->syncer, NULL);
+    }
+fail_sync_cond:
+    pthread_cond_destroy(&c->sync_wake);
 fail_cond:
     pthread_cond_destroy(&c->wake);
 fail_lock:
@@ -158,9 +265,13 @@ void committer_quiesce(struct committer *c)
         return;
     int rc = pthread_join(c->thread, NULL);
     assert(rc == 0);
+    if (c->pipelined) {
+        rc = pthread_join(c->syncer, NULL); /* it answers what is left, then returns */
+        assert(rc == 0);
+    }
     (void)rc;
     pthread_mutex_lock(&c->lock);
-    assert(c->head == NULL && c->pending == 0);
+    assert(c->head == NULL && c->pending == 0 && c->sync_head == NULL);
     c->joined = true;
     pthread_mutex_unlock(&c->lock);
 }
@@ -170,6 +281,7 @@ void committer_stop(struct committer *c)
     if (c == NULL)
         return;
     committer_quiesce(c);
+    pthread_cond_destroy(&c->sync_wake);
     pthread_cond_destroy(&c->wake);
     pthread_mutex_destroy(&c->lock);
     free(c);

@@ -69,6 +69,16 @@ int store_enqueue_batch(struct store *s, struct store_new_order *orders, size_t 
     return s->ops->enqueue_batch(s, orders, n, max_depth);
 }
 
+bool store_defers_sync(struct store *s)
+{
+    return s->ops->defers_sync != NULL && s->ops->defers_sync(s);
+}
+
+int store_sync(struct store *s)
+{
+    return s->ops->sync != NULL ? s->ops->sync(s) : STORE_OK;
+}
+
 /* ---- reads ------------------------------------------------------------- */
 
 int store_get_order(struct store *s, const char *order_id, int64_t now_ms,

@@ -32,6 +32,8 @@ struct store_ops {
     void (*close)(struct store *s);
     int (*enqueue_batch)(struct store *s, struct store_new_order *orders, size_t n,
                          uint64_t max_depth);
+    bool (*defers_sync)(struct store *s);   /* NULL: never */
+    int (*sync)(struct store *s);           /* NULL: commits are durable by themselves */
     int (*get_order)(struct store *s, const char *order_id, int64_t now_ms,
                      struct store_order *out);
     int (*list_orders)(struct store *s, const struct store_order_filter *f, int64_t now_ms,

@@ -52,6 +52,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -247,6 +248,13 @@ struct sq_store {
 
     _Atomic uint64_t queue_depth;
     _Atomic uint64_t dlq_depth;
+
+    /* Deferred sync (durability full): intake commits skip SQLite's fsync and
+     * sq_sync() fdatasyncs the WAL through wal_fd, outside write_lock. -1 when
+     * SQLite syncs every intake commit itself. */
+    int wal_fd;
+    _Atomic uint64_t commits_to_sync; /* intake commits left to sq_sync, so far */
+    _Atomic uint64_t commits_synced;  /* of those, known durable */
 };
 
 static const struct store_ops sq_ops;
@@ -365,7 +373,7 @@ static int writer_sync(struct sq_store *s, bool full)
 static int txn_begin(struct sq_store *s, bool durable, const char *where)
 {
     writer_lock(s);
-    bool full = durable && s->durability == DURABILITY_FULL;
+    bool full = durable && s->durability == DURABILITY_FULL && s->wal_fd < 0;
     int rc = writer_sync(s, full);
     if (rc == SQLITE_OK)
         rc = writer_exec(s, W_BEGIN);
@@ -397,6 +405,14 @@ static int txn_commit_hold(struct sq_store *s, const char *where)
 {
     int rc = writer_exec(s, W_COMMIT);
     return rc == SQLITE_OK ? STORE_OK : txn_abort(s, rc, where);
+}
+
+/* After a commit that delivers messages (enqueue, redrive), write_lock held:
+ * with deferred sync, sq_sync() now has something to do. */
+static void note_commit_to_sync(struct sq_store *s)
+{
+    if (s->wal_fd >= 0)
+        atomic_fetch_add(&s->commits_to_sync, 1);
 }
 
 /* Commits and unlocks; on failure rolls back. */
@@ -566,6 +582,31 @@ static int count_rows(sqlite3 *db, const char *table_sql, _Atomic uint64_t *out)
 
 static void sq_destroy(struct sq_store *s);
 
+/*
+ * With durability full, intake commits are made durable by sq_sync() outside
+ * the write lock, so the next batch (and the workers) can write while the WAL
+ * is being fsync'd. fdatasync() through a descriptor of our own flushes what
+ * SQLite wrote through its own (Linux syncs the file, not the descriptor). The
+ * WAL file exists once the writer has read the database in WAL mode and stays
+ * (same inode; a checkpoint may truncate it) while our connections are open.
+ */
+static int open_wal_for_sync(struct sq_store *s)
+{
+    if (s->durability != DURABILITY_FULL)
+        return STORE_OK;
+    char wal[PATH_MAX];
+    if (snprintf(wal, sizeof(wal), "%s-wal", s->path) >= (int)sizeof(wal)) {
+        log_error(NULL, "store: path too long: %s", s->path);
+        return STORE_EOPEN;
+    }
+    s->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
+    if (s->wal_fd < 0) {
+        log_error(NULL, "store: cannot open %s: %s", wal, strerror(errno));
+        return STORE_EOPEN;
+    }
+    return STORE_OK;
+}
+
 int store_sqlite_open(const struct store_options *opts, struct store **out)
 {
     struct sq_store *s = calloc(1, sizeof(*s));
@@ -573,6 +614,7 @@ int store_sqlite_open(const struct store_options *opts, struct store **out)
         return STORE_ENOMEM;
     s->base.ops = &sq_ops;
     s->durability = opts->durability;
+    s->wal_fd = -1;
     s->path = strdup(opts->path);
     if (s->path == NULL)
         goto fail_alloc;
@@ -582,7 +624,7 @@ int store_sqlite_open(const struct store_options *opts, struct store **out)
         goto fail_write_lock;
     if (pthread_cond_init(&s->reader_free, NULL) != 0)
         goto fail_readers_lock;
-    if (open_writer(s) != STORE_OK || open_readers(s) != STORE_OK ||
+    if (open_writer(s) != STORE_OK || open_readers(s) != STORE_OK || open_wal_for_sync(s) != STORE_OK ||
         count_rows(s->writer, "SELECT count(*) FROM queue", &s->queue_depth) != STORE_OK ||
         count_rows(s->writer, "SELECT count(*) FROM dead_letters", &s->dlq_depth) != STORE_OK) {
         sq_destroy(s);
@@ -623,6 +665,8 @@ static void sq_destroy(struct sq_store *s)
             log_warn(NULL, "store: final checkpoint: %s", sqlite3_errmsg(s->writer));
     }
     close_db(s->writer, s->wstmts, W_COUNT);
+    if (s->wal_fd >= 0)
+        close(s->wal_fd);
     pthread_cond_destroy(&s->reader_free);
     pthread_mutex_destroy(&s->readers_lock);
     pthread_mutex_destroy(&s->write_lock);
@@ -736,6 +780,7 @@ static int sq_enqueue_batch(struct store *base, struct store_new_order *orders, 
     err = txn_commit_hold(s, "enqueue commit");
     if (err != STORE_OK)
         goto fail_all;
+    note_commit_to_sync(s);
     atomic_fetch_add(&s->queue_depth, added);
     writer_unlock(s);
     return STORE_OK;
@@ -1298,6 +1343,7 @@ static int sq_redrive(struct store *base, const char *order_id, int64_t now_ms)
         return txn_abort(s, rc, "redrive");
     err = txn_commit_hold(s, "redrive commit");
     if (err == STORE_OK) {
+        note_commit_to_sync(s);
         atomic_fetch_sub(&s->dlq_depth, 1);
         atomic_fetch_add(&s->queue_depth, 1);
         writer_unlock(s);
@@ -1328,6 +1374,7 @@ static int redrive_batch(struct sq_store *s, int64_t now_ms, uint64_t *moved)
         return txn_abort(s, rc, "redrive all");
     err = txn_commit_hold(s, "redrive all commit");
     if (err == STORE_OK) {
+        note_commit_to_sync(s);
         atomic_fetch_sub(&s->dlq_depth, n);
         atomic_fetch_add(&s->queue_depth, n);
         writer_unlock(s);
@@ -1423,10 +1470,53 @@ out:
 
 /* ---- the table store.c dispatches through ------------------------------ */
 
+/* ---- deferred sync ----------------------------------------------------- */
+
+static bool sq_defers_sync(struct store *base)
+{
+    return sq(base)->wal_fd >= 0;
+}
+
+/*
+ * Every commit counted before the fdatasync() began had finished writing its
+ * WAL frames, so it is durable when the call returns. Callers may overlap: the
+ * committer's syncer and a worker about to run a fulfilment command.
+ *
+ * A failed fdatasync ends the process. The kernel may have dropped the pages
+ * it could not write and a later fdatasync may well succeed, so nothing
+ * committed since the last good sync can be promised from here on; nothing
+ * unsynced was acknowledged, and after a restart SQLite recovers from what is
+ * on the disk (what PostgreSQL does too). _exit: the other threads' state
+ * is not to be trusted or flushed.
+ */
+static int sq_sync(struct store *base)
+{
+    struct sq_store *s = sq(base);
+    if (s->wal_fd < 0)
+        return STORE_OK;
+    uint64_t target = atomic_load(&s->commits_to_sync);
+    uint64_t synced = atomic_load(&s->commits_synced);
+    if (synced >= target)
+        return STORE_OK;
+    if (fdatasync(s->wal_fd) != 0) {
+        log_error(NULL, "store: fdatasync of %s-wal failed: %s; what was committed since the "
+                  "last good sync cannot be promised: exiting, so that recovery reads the disk",
+                  s->path, strerror(errno));
+        _exit(2);
+    }
+    while (synced < target && !atomic_compare_exchange_weak(&s->commits_synced, &synced, target))
+        ;
+    return STORE_OK;
+}
+
+/* ---- the table store.c dispatches through ------------------------------ */
+
 static const struct store_ops sq_ops = {
     .name = "sqlite",
     .close = sq_close,
     .enqueue_batch = sq_enqueue_batch,
+    .defers_sync = sq_defers_sync,
+    .sync = sq_sync,
     .get_order = sq_get_order,
     .list_orders = sq_list_orders,
     .idempotency_get = sq_idempotency_get,

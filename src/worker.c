@@ -17,6 +17,7 @@
  * committer thread; the rest on worker threads. Shared state: the wake
  * generation and the stopping flag, behind lock.
  */
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -145,6 +146,11 @@ static bool revalidate(const struct store_message *m, char *error, size_t size)
 static int run_command(struct workers *w, const struct store_message *m,
                        const struct trace_context *span, char *error, size_t size)
 {
+    /* The command acts outside the database, so the order must be on disk first:
+     * a claim can see an enqueue that is committed but not yet synced. */
+    int err = store_sync(w->store);
+    assert(err == STORE_OK); /* a failed fsync does not return */
+    (void)err;
     char env_id[96], env_tp[96];
     char tp[TRACEPARENT_LEN + 1];
     trace_format(span, tp);

@@ -528,6 +528,27 @@ START_TEST(reopen_keeps_data_and_counts)
 }
 END_TEST
 
+/* store.h: only sqlite with durability full defers the fsync to store_sync(). */
+START_TEST(sync_deferred_only_for_sqlite_full)
+{
+    ck_assert(store_defers_sync(st) == (pg_dsn() == NULL));
+    struct batch b;
+    batch_make(&b, 3, T0 + 1, "alice");
+    batch_commit(&b);
+    ck_assert_int_eq(store_sync(st), STORE_OK);
+    ck_assert_int_eq(store_sync(st), STORE_OK); /* nothing new: at once */
+    store_close(st);
+    st = NULL;
+    struct store_options opts = store_opts(dbpath, DURABILITY_NORMAL);
+    ck_assert_int_eq(store_open(&opts, &st), STORE_OK);
+    ck_assert(!store_defers_sync(st));
+    ck_assert_int_eq(store_sync(st), STORE_OK);
+    for (size_t i = 0; i < b.n; i++)
+        assert_order_state(b.text[i].id, T0 + 30, "queued", 0, NULL);
+    batch_free(&b);
+}
+END_TEST
+
 START_TEST(open_refuses_newer_schema)
 {
     SQLITE_ONLY();
@@ -1722,6 +1743,7 @@ Suite *suite_store(void)
     TCase *tc = tcase_new("open", make_root);
     tcase_add_test(tc, open_creates_schema_and_private_file);
     tcase_add_test(tc, reopen_keeps_data_and_counts);
+    tcase_add_test(tc, sync_deferred_only_for_sqlite_full);
     tcase_add_test(tc, open_refuses_newer_schema);
     tcase_add_test(tc, open_refuses_non_database);
     tcase_add_test(tc, open_fails_without_directory);

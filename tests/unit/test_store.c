@@ -481,7 +481,7 @@ START_TEST(open_creates_schema_and_private_file)
     snprintf(wal, sizeof(wal), "%s-wal", dbpath);
     if (access(wal, F_OK) == 0)
         ck_assert_uint_eq(file_mode(wal), 0600);
-    ck_assert_int_eq(sql_int(dbpath, "PRAGMA user_version"), 1);
+    ck_assert_int_eq(sql_int(dbpath, "PRAGMA user_version"), 2);
     sql_text(dbpath, "PRAGMA journal_mode", tables, sizeof(tables));
     ck_assert_str_eq(tables, "wal");
     sql_text(dbpath,
@@ -520,7 +520,7 @@ START_TEST(reopen_keeps_data_and_counts)
     ck_assert_int_eq(s.oldest_enqueued_at_ms, T0 + 2);
     ck_assert_int_eq(sql_int(dbpath, pg_dsn() ? "SELECT version FROM schema_version"
                                               : "PRAGMA user_version"),
-                     1);
+                     pg_dsn() ? 1 : 2);
     assert_order_state(b.text[0].id, T0 + 30, "dead_lettered", 1, "bad");
     for (size_t i = 1; i < b.n; i++)
         assert_order_state(b.text[i].id, T0 + 30, "queued", 0, NULL);
@@ -549,6 +549,84 @@ START_TEST(sync_deferred_only_for_sqlite_full)
 }
 END_TEST
 
+/* A database as orderd 0.1.0 made it (schema version 1), word for word. */
+static const char schema_v1_of_0_1_0[] =
+    "CREATE TABLE orders (  order_id TEXT PRIMARY KEY,  customer_id TEXT NOT NULL,"
+    "  items TEXT NOT NULL,"
+    "  status TEXT NOT NULL CHECK (status IN ('queued','completed','dead_lettered')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,  created_at INTEGER NOT NULL,"
+    "  processed_at INTEGER,  last_error TEXT,  traceparent TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX orders_by_customer ON orders(customer_id, order_id);"
+    "CREATE INDEX orders_by_status ON orders(status, order_id);"
+    "CREATE TABLE queue (  seq INTEGER PRIMARY KEY,  order_id TEXT NOT NULL UNIQUE,"
+    "  enqueued_at INTEGER NOT NULL,  visible_at INTEGER NOT NULL,"
+    "  receive_count INTEGER NOT NULL DEFAULT 0,  receipt INTEGER,  last_error TEXT);"
+    "CREATE INDEX queue_by_visible ON queue(visible_at);"
+    "CREATE TABLE dead_letters (  order_id TEXT PRIMARY KEY,  attempts INTEGER NOT NULL,"
+    "  last_error TEXT,  enqueued_at INTEGER NOT NULL,  dead_lettered_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE idempotency_keys (  key TEXT PRIMARY KEY,  request TEXT NOT NULL,"
+    "  response TEXT NOT NULL,  order_id TEXT NOT NULL,  created_at INTEGER NOT NULL"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX idempotency_by_age ON idempotency_keys(created_at);"
+    "CREATE TABLE heartbeat (id INTEGER PRIMARY KEY, at INTEGER NOT NULL);"
+    "INSERT INTO orders(order_id, customer_id, items, status, created_at, traceparent) VALUES"
+    " ('01J00000000000000000000001', 'old', '[{\"item\":\"w\",\"quantity\":1}]', 'queued',"
+    "  1700000000001, '00-0123456789abcdef0123456789abcdef-0123456789abcdef-01');"
+    "INSERT INTO queue(order_id, enqueued_at, visible_at)"
+    " VALUES ('01J00000000000000000000001', 1700000000001, 1700000000001);"
+    "PRAGMA user_version = 1;";
+
+/* Schema 1 -> 2 (src/store_sqlite.c: migrate_to_2) keeps rows and the rule, in place. */
+START_TEST(open_migrates_schema_1)
+{
+    SQLITE_ONLY();
+    store_close(st);
+    st = NULL;
+    char old[1200];
+    snprintf(old, sizeof(old), "%s/old.db", dir);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(old, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, schema_v1_of_0_1_0, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    open_store_at(old, &st);
+    ck_assert_int_eq(sql_int(old, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(sql_int(old, "SELECT instr(sql, 'status IN') = 0 AND "
+                                  "instr(sql, 'status = ''queued'' OR') > 0 "
+                                  "FROM sqlite_schema WHERE name = 'orders'"),
+                     1);
+    ck_assert_int_eq(sql_int(old, "SELECT count(*) FROM pragma_integrity_check "
+                                  "WHERE integrity_check = 'ok'"),
+                     1);
+    const char *id = "01J00000000000000000000001";
+    assert_order_state(id, T0 + 1, "queued", 0, NULL);
+    struct store_message m[WORKER_BATCH_MAX];
+    ck_assert_uint_eq(claim(T0 + 10, 1000, 5, 4, m, NULL), 1);
+    ck_assert_str_eq(m[0].order_id, id);
+    ck_assert_int_eq(settle1(id, m[0].receipt, STORE_OUTCOME_COMPLETED, NULL, 0, 1, T0 + 20),
+                     STORE_OK);
+    messages_clear(m, 1);
+    assert_order_state(id, T0 + 30, "completed", 1, NULL);
+
+    /* The rule still holds for anyone writing to the file. */
+    ck_assert_int_eq(sqlite3_open(old, &db), SQLITE_OK);
+    int rc = sqlite3_exec(db, "INSERT INTO orders(order_id, customer_id, items, status, "
+                              "created_at, traceparent) VALUES ('x', 'c', '[]', 'bogus', 1, 't')",
+                          NULL, NULL, NULL);
+    ck_assert_int_eq(sqlite3_extended_errcode(db), SQLITE_CONSTRAINT_CHECK);
+    ck_assert_int_eq(rc, SQLITE_CONSTRAINT);
+    sqlite3_close(db);
+
+    /* Opening again migrates nothing more. */
+    store_close(st);
+    open_store_at(old, &st);
+    ck_assert_int_eq(sql_int(old, "PRAGMA user_version"), 2);
+    assert_order_state(id, T0 + 30, "completed", 1, NULL);
+}
+END_TEST
+
 START_TEST(open_refuses_newer_schema)
 {
     SQLITE_ONLY();
@@ -556,7 +634,7 @@ START_TEST(open_refuses_newer_schema)
     st = NULL;
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
 
     struct store_options opts = {.path = dbpath, .durability = DURABILITY_FULL};
@@ -1513,7 +1591,7 @@ START_TEST(backup_copies_and_refuses_existing_destination)
     snprintf(dest, sizeof(dest), "%s/backup.db", dir);
     ck_assert_int_eq(store_backup(dbpath, dest), STORE_OK);
     ck_assert_uint_eq(file_mode(dest), 0600);
-    ck_assert_int_eq(sql_int(dest, "PRAGMA user_version"), 1);
+    ck_assert_int_eq(sql_int(dest, "PRAGMA user_version"), 2);
     char mode[16];
     sql_text(dest, "PRAGMA journal_mode", mode, sizeof(mode));
     ck_assert_str_eq(mode, "delete");
@@ -1744,6 +1822,7 @@ Suite *suite_store(void)
     tcase_add_test(tc, open_creates_schema_and_private_file);
     tcase_add_test(tc, reopen_keeps_data_and_counts);
     tcase_add_test(tc, sync_deferred_only_for_sqlite_full);
+    tcase_add_test(tc, open_migrates_schema_1);
     tcase_add_test(tc, open_refuses_newer_schema);
     tcase_add_test(tc, open_refuses_non_database);
     tcase_add_test(tc, open_fails_without_directory);

@@ -50,6 +50,15 @@ int order_parse(const char *body, size_t len, struct order *out, struct order_va
 void order_free(struct order *o);
 
 /*
+ * Validates an order as it was stored (customer_id, and the items JSON array)
+ * by the same rules as order_parse(), without building a struct order: the
+ * worker's "validate again". ORDER_OK, ORDER_EMALFORMED (items not JSON),
+ * ORDER_EINVALID or ORDER_ENOMEM; v lists the problems.
+ */
+int order_validate_stored(const char *customer_id, const char *items_json,
+                          struct order_validation *v);
+
+/*
  * Canonical JSON of the order as submitted: {"customer_id":..,"items":[{"item":..,"quantity":..}]}
  * with keys in that order and no spaces. Two bodies that mean the same order
  * give the same string (used by Idempotency-Key matching). Caller frees; NULL on ENOMEM.

@@ -302,6 +302,55 @@ int order_parse(const char *body, size_t len, struct order *out, struct order_va
     return rc;
 }
 
+int order_validate_stored(const char *customer_id, const char *items_json,
+                          struct order_validation *v)
+{
+    json_error_t err;
+    size_t len = strlen(items_json);
+
+    assert(customer_id != NULL && v != NULL);
+    v->count = 0;
+    if (nesting_too_deep(items_json, len)) {
+        add_error(v, "items", "JSON nested deeper than %d levels", ORDER_JSON_DEPTH_MAX);
+        return ORDER_EMALFORMED;
+    }
+    json_t *items = json_loadb(items_json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
+    if (items == NULL) {
+        if (json_error_code(&err) == json_error_out_of_memory)
+            return ORDER_ENOMEM;
+        report_malformed(v, &err);
+        return ORDER_EMALFORMED;
+    }
+    json_t *root = json_object();
+    if (root == NULL) {
+        json_decref(items);
+        return ORDER_ENOMEM;
+    }
+    int rc = json_object_set_new(root, "items", items);
+    json_t *customer = json_string(customer_id);
+    if (customer == NULL) {
+        /* not UTF-8, or no memory: an empty string tells which */
+        json_t *probe = json_string("");
+        if (probe == NULL)
+            rc = -1;
+        else
+            add_error(v, "customer_id", "must be UTF-8 text");
+        json_decref(probe);
+    } else if (rc == 0) {
+        rc = json_object_set_new(root, "customer_id", customer);
+    } else {
+        json_decref(customer);
+    }
+    if (rc != 0) {
+        json_decref(root);
+        return ORDER_ENOMEM;
+    }
+    if (v->count == 0)
+        check_order(v, root);
+    json_decref(root);
+    return v->count > 0 ? ORDER_EINVALID : ORDER_OK;
+}
+
 void order_free(struct order *o)
 {
     if (o == NULL)

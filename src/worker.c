@@ -121,25 +121,15 @@ static char *message_json(const struct store_message *m, const char *trace_id)
 
 static bool revalidate(const struct store_message *m, char *error, size_t size)
 {
-    json_t *items = json_loads(m->items_json, 0, NULL);
-    json_t *o = json_pack("{s:s, s:o}", "customer_id", m->customer_id, "items",
-                          items ? items : json_null());
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (text == NULL) {
-        snprintf(error, size, "stored order is not valid JSON");
-        return false;
-    }
-    struct order parsed;
     struct order_validation v;
-    int rc = order_parse(text, strlen(text), &parsed, &v);
-    free(text);
-    if (rc == ORDER_OK) {
-        order_free(&parsed);
+    int rc = order_validate_stored(m->customer_id, m->items_json, &v);
+    if (rc == ORDER_OK)
         return true;
-    }
-    snprintf(error, size, "order failed validation: %s %s", v.count ? v.errors[0].field : "",
-             v.count ? v.errors[0].message : "");
+    if (rc == ORDER_ENOMEM)
+        snprintf(error, size, "out of memory while validating the stored order");
+    else
+        snprintf(error, size, "order failed validation: %s %s", v.count ? v.errors[0].field : "",
+                 v.count ? v.errors[0].message : "");
     return false;
 }
 

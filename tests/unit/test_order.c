@@ -667,6 +667,50 @@ START_TEST(canonical_json_differs_for_different_orders)
 }
 END_TEST
 
+/* ---- order_validate_stored: the worker's "validate again" ------------- */
+
+struct stored_case {
+    const char *customer_id;
+    const char *items_json;
+    int rc;
+    const char *errors;     /* prefix of the joined errors ("" = none) */
+};
+
+static const struct stored_case stored_cases[] = {
+    {"CUST-001", "[{\"item\":\"Laptop\",\"quantity\":1}]", ORDER_OK, ""},
+    {"CUST-001", "[{\"item\":\"a\",\"quantity\":1},{\"item\":\"b\",\"quantity\":10000}]",
+     ORDER_OK, ""},
+    {"", OK_ITEMS, ORDER_EINVALID, "customer_id: "},
+    {"CUST\x01", OK_ITEMS, ORDER_EINVALID, "customer_id: "},
+    {"\xff\xfe", OK_ITEMS, ORDER_EINVALID, "customer_id: must be UTF-8 text"},
+    {"CUST-001", "[]", ORDER_EINVALID, "items: "},
+    {"CUST-001", "[{\"item\":\"x\",\"quantity\":0}]", ORDER_EINVALID, "items[0].quantity: "},
+    {"CUST-001", "[{\"item\":\"x\",\"quantity\":1,\"price\":2}]", ORDER_EINVALID,
+     "items[0].price: "},
+    {"CUST-001", "{\"item\":\"x\"}", ORDER_EINVALID, "items: "},
+    {"CUST-001", "[{\"item\":\"x\",\"quantity\":1}", ORDER_EMALFORMED, ""},
+    {"CUST-001", "not json", ORDER_EMALFORMED, ""},
+    {"CUST-001", "[[[[[[[[[[[[1]]]]]]]]]]]]", ORDER_EMALFORMED, "items: JSON nested deeper"},
+};
+
+START_TEST(stored_orders_validated_again)
+{
+    const struct stored_case *c = &stored_cases[_i];
+    struct order_validation v;
+    char errors[ORDER_FIELD_ERRORS_MAX * 200];
+    memset(&v, 0x5a, sizeof(v)); /* the call resets it */
+    int rc = order_validate_stored(c->customer_id, c->items_json, &v);
+    join_errors(&v, errors, sizeof(errors));
+    ck_assert_int_eq(rc, c->rc);
+    if (c->rc == ORDER_OK)
+        ck_assert_str_eq(errors, "");
+    else
+        ck_assert_uint_ge(v.count, 1);
+    ck_assert_msg(strncmp(errors, c->errors, strlen(c->errors)) == 0, "errors '%s', want '%s...'",
+                  errors, c->errors);
+}
+END_TEST
+
 #define N(a) (int)(sizeof(a) / sizeof((a)[0]))
 
 Suite *suite_order(void)
@@ -693,6 +737,7 @@ Suite *suite_order(void)
     tcase_add_test(rules, every_error_reported);
     tcase_add_test(rules, errors_capped);
     tcase_add_test(rules, long_unknown_field_cut_at_character);
+    tcase_add_loop_test(rules, stored_orders_validated_again, 0, N(stored_cases));
 
     tcase_add_loop_test(malformed, malformed_bodies, 0, N(malformed_cases));
     tcase_add_test(malformed, malformed_names_line_and_column);

@@ -46,6 +46,8 @@
 /* Workers. */
 #define WORKER_BATCH_MAX 64         /* messages claimed in one transaction */
 #define WORKER_COUNT_MAX 64
+#define WORKER_HANDOFF_MAX 1024     /* messages delivered in memory, not yet taken */
+#define WORKER_POLL_MS 200          /* busy with deliveries: ask the store this often */
 #define FULFILMENT_STDERR_MAX 4096
 
 /* Config. */

@@ -13,6 +13,7 @@
 #ifndef ORDERD_COMMITTER_H
 #define ORDERD_COMMITTER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "store.h"
@@ -26,18 +27,37 @@ struct committer_item {
     committer_done_fn done;
     void *arg;
     struct committer_item *next;  /* committer's own link */
+    bool delivered;               /* committer's own: handed to a worker in memory */
+};
+
+/*
+ * Delivery in memory (worker.h: workers_reserve ...): when set and the store
+ * can lease on enqueue, the committer writes as many new messages as
+ * reserve() grants already leased for lease_ms, and right after the commit
+ * hands them to deliver() — before the fsync: delivery is used only when
+ * processing is persisting alone, which a power cut takes back together
+ * with the order. What was not delivered wakes the workers (on_commit).
+ */
+struct committer_delivery {
+    size_t (*reserve)(void *arg, size_t n);
+    void (*unreserve)(void *arg, size_t n);
+    void (*deliver)(void *arg, struct store_message *msgs, size_t n);
+    void *arg;
+    int64_t lease_ms;
 };
 
 struct committer;
 
 /*
  * Starts the committer thread (and the syncer). on_commit(arg) (may be NULL)
- * runs on one of them once a transaction that wrote at least one order is
- * durable, before its items are answered: the workers' wake-up. 0, -ENOMEM
- * or -errno from pthread_create.
+ * runs on one of them once a transaction that wrote at least one order not
+ * delivered in memory is durable, before its items are answered: the
+ * workers' wake-up. delivery may be NULL. 0, -ENOMEM or -errno from
+ * pthread_create.
  */
 int committer_start(struct store *store, uint64_t max_depth, void (*on_commit)(void *arg),
-                    void *arg, struct committer **out);
+                    void *arg, const struct committer_delivery *delivery,
+                    struct committer **out);
 
 /*
  * Queues an item. 0; -EAGAIN when COMMIT_BACKLOG_MAX items already wait

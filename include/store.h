@@ -69,6 +69,11 @@ struct store_new_order {
     const char *idempotency_key;  /* NULL when the request had none */
     const char *request_json;     /* canonical order JSON, with a key */
     const char *response_json;    /* the 202 body, replayed for the key */
+    /* Claimed as it is written, for a worker that gets it in memory
+     * (store_enqueue_can_lease): receive count 1, this receipt, a lease until
+     * lease_until_ms. 0: written visible, for store_claim(). */
+    int64_t lease_receipt;
+    int64_t lease_until_ms;
     /* out: STORE_OK, STORE_EQUEUEFULL, STORE_ECONFLICT (key taken meanwhile),
      * or the batch's error */
     int result;
@@ -85,6 +90,10 @@ struct store_new_order {
  */
 int store_enqueue_batch(struct store *s, struct store_new_order *orders, size_t n,
                         uint64_t max_depth);
+
+/* True when store_enqueue_batch() honours lease_receipt (sqlite); elsewhere
+ * it must be 0. */
+bool store_enqueue_can_lease(struct store *s);
 
 /*
  * True when store_enqueue_batch() leaves the fsync to store_sync() (sqlite,

@@ -5,7 +5,16 @@
  * dead-lettered.
  *
  * Workers sleep on a condition variable until workers_wake() (new orders
- * committed) or until the next message becomes visible; they never poll.
+ * committed), a delivery, or until the next message becomes visible.
+ *
+ * Delivery in memory: when processing is only persisting (no fulfilment
+ * command), the committer writes new messages already leased to the workers
+ * (workers_reserve, then store_new_order.lease_receipt) and hands them over
+ * with workers_deliver(), so no worker has to claim them from the store. The
+ * store stays the truth: the lease expires if the process dies, and workers
+ * still claim from the store what was written visible (the hand-over was
+ * full, a retry came due, a lease ran out), at least every WORKER_POLL_MS
+ * while deliveries keep them busy, so nothing waits behind them.
  */
 #ifndef ORDERD_WORKER_H
 #define ORDERD_WORKER_H
@@ -35,9 +44,25 @@ int workers_start(struct store *store, struct metrics *metrics, const struct wor
 void workers_wake(void *workers);
 
 /*
+ * Takes up to n places in the hand-over for messages about to be written
+ * leased; returns how many (0 when a fulfilment command is set, when
+ * stopping, or when the hand-over is full). Each place taken is given back by
+ * workers_deliver() or workers_unreserve(). Any thread.
+ */
+size_t workers_reserve(void *workers, size_t n);
+void workers_unreserve(void *workers, size_t n);
+
+/*
+ * Hands n messages written leased over to the workers, into places reserved
+ * before; the workers own their strings from now on. Any thread.
+ */
+void workers_deliver(void *workers, struct store_message *msgs, size_t n);
+
+/*
  * Stops claiming, lets each worker finish the message it is processing (a
  * running fulfilment ends by itself or at its timeout), releases the leases
- * of claimed messages not yet processed, joins the threads, frees w.
+ * of claimed or delivered messages not yet processed, joins the threads,
+ * frees w. Nothing may reserve or deliver any more (stop the committer first).
  */
 void workers_stop(struct workers *w);
 

@@ -27,10 +27,13 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "bounds.h"
 #include "committer.h"
+#include "ids.h"
 #include "log.h"
 
 struct committer {
@@ -38,6 +41,7 @@ struct committer {
     uint64_t max_depth;
     void (*on_commit)(void *arg);
     void *on_commit_arg;
+    struct committer_delivery delivery; /* reserve NULL: none */
     pthread_t thread;
     bool pipelined;               /* a syncer thread answers (store_defers_sync) */
     pthread_t syncer;
@@ -108,15 +112,78 @@ static void answer_items(struct committer_item *item)
     }
 }
 
+/* Marks the first places granted by delivery.reserve() leased; returns how many. */
+static size_t lease_for_delivery(struct committer *c, struct store_new_order *orders, size_t n)
+{
+    if (c->delivery.reserve == NULL)
+        return 0;
+    size_t leased = c->delivery.reserve(c->delivery.arg, n);
+    int64_t receipt = 0;
+    if (leased > 0 && ids_random_bytes(&receipt, sizeof(receipt)) != 0) {
+        c->delivery.unreserve(c->delivery.arg, leased);
+        return 0;
+    }
+    receipt &= INT64_MAX;
+    receipt += receipt == 0;
+    int64_t until = ids_now_ms() + c->delivery.lease_ms;
+    for (size_t i = 0; i < leased; i++) {
+        orders[i].lease_receipt = receipt;
+        orders[i].lease_until_ms = until;
+    }
+    return leased;
+}
+
+/* A worker's copy of what was just written leased; false when out of memory. */
+static bool message_of(const struct store_new_order *o, struct store_message *m)
+{
+    memset(m, 0, sizeof(*m));
+    snprintf(m->order_id, sizeof(m->order_id), "%s", o->order_id);
+    snprintf(m->traceparent, sizeof(m->traceparent), "%s", o->traceparent);
+    m->customer_id = strdup(o->customer_id);
+    m->items_json = strdup(o->items_json);
+    m->receipt = o->lease_receipt;
+    m->receive_count = 1;
+    m->created_at_ms = o->created_at_ms;
+    if (m->customer_id != NULL && m->items_json != NULL)
+        return true;
+    store_message_clear(m);
+    return false;
+}
+
+/* Delivers what of the first `leased` orders was written; gives back the
+ * other places. A message not delivered (no memory) waits for its lease to
+ * run out and is claimed from the store then. */
+static void deliver_leased(struct committer *c, struct committer_item **batch,
+                           const struct store_new_order *orders, size_t leased, bool committed)
+{
+    struct store_message msgs[COMMIT_BATCH_MAX];
+    size_t k = 0;
+    for (size_t i = 0; committed && i < leased; i++) {
+        if (orders[i].result == STORE_OK && message_of(&orders[i], &msgs[k])) {
+            batch[i]->delivered = true;
+            k++;
+        }
+    }
+    if (k < leased)
+        c->delivery.unreserve(c->delivery.arg, leased - k);
+    if (k > 0)
+        c->delivery.deliver(c->delivery.arg, msgs, k);
+}
+
 /* Writes one batch; returns the items linked in order, results filled in, and
- * in *written how many orders the transaction stored. */
+ * in *written how many orders the transaction stored and did not deliver. */
 static struct committer_item *commit_batch(struct committer *c, struct committer_item **batch,
                                            size_t n, size_t *written)
 {
     struct store_new_order orders[COMMIT_BATCH_MAX];
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         orders[i] = batch[i]->order;
+        batch[i]->delivered = false;
+    }
+    size_t leased = lease_for_delivery(c, orders, n);
     int err = store_enqueue_batch(c->store, orders, n, c->max_depth);
+    if (leased > 0)
+        deliver_leased(c, batch, orders, leased, err == STORE_OK);
     if (err != STORE_OK)
         log_warn(NULL, "committer: batch of %zu orders not committed: %s", n,
                  store_strerror(err));
@@ -126,7 +193,7 @@ static struct committer_item *commit_batch(struct committer *c, struct committer
     for (size_t i = 0; i < n; i++) {
         batch[i]->order.result = orders[i].result;
         batch[i]->next = i + 1 < n ? batch[i + 1] : NULL;
-        *written += err == STORE_OK && orders[i].result == STORE_OK;
+        *written += err == STORE_OK && orders[i].result == STORE_OK && !batch[i]->delivered;
     }
     return batch[0];
 }
@@ -190,23 +257,26 @@ static void *syncer_main(void *arg)
     struct committer *c = arg;
     struct committer_item *items;
     while ((items = take_committed(c)) != NULL) {
-        bool written = false;
-        for (struct committer_item *it = items; it != NULL && !written; it = it->next)
-            written = it->order.result == STORE_OK;
+        bool written = false, undelivered = false;
+        for (struct committer_item *it = items; it != NULL; it = it->next) {
+            written |= it->order.result == STORE_OK;
+            undelivered |= it->order.result == STORE_OK && !it->delivered;
+        }
         if (written) {
             int err = store_sync(c->store);
             assert(err == STORE_OK); /* a failed fsync does not return */
             (void)err;
-            if (c->on_commit)
-                c->on_commit(c->on_commit_arg);
         }
+        if (undelivered && c->on_commit)
+            c->on_commit(c->on_commit_arg);
         answer_items(items);
     }
     return NULL;
 }
 
 int committer_start(struct store *store, uint64_t max_depth, void (*on_commit)(void *arg),
-                    void *arg, struct committer **out)
+                    void *arg, const struct committer_delivery *delivery,
+                    struct committer **out)
 {
     struct committer *c = calloc(1, sizeof(*c));
     if (c == NULL)
@@ -216,6 +286,10 @@ int committer_start(struct store *store, uint64_t max_depth, void (*on_commit)(v
     c->on_commit = on_commit;
     c->on_commit_arg = arg;
     c->pipelined = store_defers_sync(store);
+    if (delivery != NULL && delivery->reserve != NULL && store_enqueue_can_lease(store)) {
+        assert(delivery->unreserve != NULL && delivery->deliver != NULL);
+        c->delivery = *delivery;
+    }
     int rc = pthread_mutex_init(&c->lock, NULL);
     if (rc != 0)
         goto fail_alloc;

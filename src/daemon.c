@@ -288,7 +288,14 @@ static int start_all(struct daemon *d)
     api_status_init(&d->status, d->metrics, d->store);
     if ((err = start_workers(d)) != 0)
         return err;
-    if ((err = committer_start(d->store, d->cfg->max_depth, workers_wake, d->workers,
+    struct committer_delivery delivery = {
+        .reserve = workers_reserve,
+        .unreserve = workers_unreserve,
+        .deliver = workers_deliver,
+        .arg = d->workers,
+        .lease_ms = (int64_t)d->cfg->visibility_timeout_ms,
+    };
+    if ((err = committer_start(d->store, d->cfg->max_depth, workers_wake, d->workers, &delivery,
                                &d->committer)) != 0) {
         log_error(NULL, "cannot start the committer: %s", strerror(-err));
         return err;

@@ -66,7 +66,14 @@ void store_close(struct store *s)
 int store_enqueue_batch(struct store *s, struct store_new_order *orders, size_t n,
                         uint64_t max_depth)
 {
+    for (size_t i = 0; i < n && !s->ops->can_lease_on_enqueue; i++)
+        assert(orders[i].lease_receipt == 0);
     return s->ops->enqueue_batch(s, orders, n, max_depth);
+}
+
+bool store_enqueue_can_lease(struct store *s)
+{
+    return s->ops->can_lease_on_enqueue;
 }
 
 bool store_defers_sync(struct store *s)

@@ -33,6 +33,7 @@ struct store_ops {
     int (*enqueue_batch)(struct store *s, struct store_new_order *orders, size_t n,
                          uint64_t max_depth);
     bool (*defers_sync)(struct store *s);   /* NULL: never */
+    bool can_lease_on_enqueue;              /* enqueue_batch honours lease_receipt */
     int (*sync)(struct store *s);           /* NULL: commits are durable by themselves */
     int (*get_order)(struct store *s, const char *order_id, int64_t now_ms,
                      struct store_order *out);

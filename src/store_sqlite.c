@@ -19,6 +19,9 @@
  * STATES OF A MESSAGE AND EVERY TRANSITION (each one transaction)
  *
  *   enqueue      -> visible   orders row + queue row (+ idempotency key)
+ *   enqueue leased -> leased  the same, written already claimed (receive_count
+ *                1, a receipt, visible_at = lease end) for a worker that gets
+ *                the message in memory from the committer (committer.h)
  *   claim        visible -> leased: receive_count += 1, a fresh receipt,
  *                visible_at = now + lease. A lease that runs out makes the
  *                message visible again by itself (visible_at passes).
@@ -160,7 +163,8 @@ static const char *const wstmt_sql[W_COUNT] = {
     [W_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
     [W_INSERT_ORDER] = "INSERT INTO orders(order_id, customer_id, items, status, created_at, "
                        "traceparent) VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
-    [W_INSERT_QUEUE] = "INSERT INTO queue(order_id, enqueued_at, visible_at) VALUES (?1, ?2, ?2)",
+    [W_INSERT_QUEUE] = "INSERT INTO queue(order_id, enqueued_at, visible_at, receive_count, receipt) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5)",
     /* An expired key may be taken again; a live one may not (changes() = 0). */
     [W_INSERT_IDEM] = "INSERT INTO idempotency_keys(key, request, response, order_id, created_at) "
                       "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(key) DO UPDATE SET "
@@ -820,6 +824,13 @@ static int insert_order(struct sq_store *s, const struct store_new_order *o)
     st = wstmt(s, W_INSERT_QUEUE);
     bind_text(st, 1, o->order_id);
     sqlite3_bind_int64(st, 2, o->created_at_ms);
+    bool leased = o->lease_receipt != 0;
+    sqlite3_bind_int64(st, 3, leased ? o->lease_until_ms : o->created_at_ms);
+    sqlite3_bind_int64(st, 4, leased ? 1 : 0);
+    if (leased)
+        sqlite3_bind_int64(st, 5, o->lease_receipt);
+    else
+        sqlite3_bind_null(st, 5);
     return exec_stmt(st);
 }
 
@@ -1596,6 +1607,7 @@ static const struct store_ops sq_ops = {
     .close = sq_close,
     .enqueue_batch = sq_enqueue_batch,
     .defers_sync = sq_defers_sync,
+    .can_lease_on_enqueue = true,
     .sync = sq_sync,
     .get_order = sq_get_order,
     .list_orders = sq_list_orders,

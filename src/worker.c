@@ -1,11 +1,15 @@
 /*
  * worker.c — worker threads (see worker.h).
  *
- * A worker's loop: claim a batch (WORKER_BATCH_MAX messages when processing is
- * only persisting; one at a time when a fulfilment command runs, so a lease
- * never waits behind other slow commands), process each, settle them all in
- * one transaction, repeat. With nothing visible it sleeps until the next
- * message's visible_at or until workers_wake().
+ * A worker's loop: take a batch — delivered in memory by the committer, or
+ * claimed from the store (WORKER_BATCH_MAX messages when processing is only
+ * persisting; one at a time when a fulfilment command runs, so a lease never
+ * waits behind other slow commands) — process each, settle them all in one
+ * transaction, repeat. The store is asked when workers_wake() said it has
+ * new visible messages, when the last claim came back full, and at least
+ * every WORKER_POLL_MS; deliveries are taken in between. With nothing to do
+ * a worker sleeps until the next message's visible_at, workers_wake() or a
+ * delivery.
  *
  * Outcomes of one delivery:
  *   valid and fulfilled          -> COMPLETED
@@ -13,9 +17,11 @@
  *   fulfilment failed/timed out  -> RETRY after backoff, or DEAD_LETTER when
  *                                   this was receive number max_receives
  *
- * Threads: workers_start/stop on the loop thread; workers_wake from the
- * committer thread; the rest on worker threads. Shared state: the wake
- * generation and the stopping flag, behind lock.
+ * Threads: workers_start/stop on the loop thread; workers_wake, _reserve,
+ * _unreserve and _deliver from the committer's threads; the rest on worker
+ * threads. Shared state: the wake generation, the stopping flag and the
+ * hand-over (a ring of delivered messages plus the places reserved), behind
+ * lock.
  */
 #include <assert.h>
 #include <errno.h>
@@ -45,10 +51,12 @@ struct workers {
     pthread_t threads[WORKER_COUNT_MAX];
     uint32_t started;
 
-    pthread_mutex_t lock;         /* guards generation and stopping */
+    pthread_mutex_t lock;         /* guards everything below */
     pthread_cond_t wake;
     uint64_t generation;
     bool stopping;
+    struct store_message *handoff; /* ring of WORKER_HANDOFF_MAX; NULL with a command */
+    size_t handoff_first, handoff_count, handoff_reserved;
 };
 
 /* Everything a worker decides about one delivery. */
@@ -75,15 +83,78 @@ void workers_wake(void *arg)
     pthread_mutex_unlock(&w->lock);
 }
 
-/* Sleeps until woken, stopping, or the next message is due. */
-static void sleep_until_work(struct workers *w, uint64_t seen_generation)
+size_t workers_reserve(void *arg, size_t n)
+{
+    struct workers *w = arg;
+    size_t k = 0;
+    pthread_mutex_lock(&w->lock);
+    if (w->handoff != NULL && !w->stopping) {
+        size_t room = WORKER_HANDOFF_MAX - w->handoff_count - w->handoff_reserved;
+        k = n < room ? n : room;
+        w->handoff_reserved += k;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return k;
+}
+
+void workers_unreserve(void *arg, size_t n)
+{
+    struct workers *w = arg;
+    pthread_mutex_lock(&w->lock);
+    assert(w->handoff_reserved >= n);
+    w->handoff_reserved -= n;
+    pthread_mutex_unlock(&w->lock);
+}
+
+void workers_deliver(void *arg, struct store_message *msgs, size_t n)
+{
+    struct workers *w = arg;
+    pthread_mutex_lock(&w->lock);
+    assert(w->handoff != NULL && w->handoff_reserved >= n);
+    w->handoff_reserved -= n;
+    for (size_t i = 0; i < n; i++) {
+        size_t slot = (w->handoff_first + w->handoff_count) % WORKER_HANDOFF_MAX;
+        w->handoff[slot] = msgs[i];
+        w->handoff_count++;
+    }
+    if (n > 0)
+        pthread_cond_broadcast(&w->wake);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Takes up to max delivered messages (the caller owns them); called with lock held. */
+static size_t take_delivered_locked(struct workers *w, struct store_message *out, size_t max)
+{
+    size_t n = 0;
+    while (n < max && w->handoff_count > 0) {
+        out[n++] = w->handoff[w->handoff_first];
+        w->handoff_first = (w->handoff_first + 1) % WORKER_HANDOFF_MAX;
+        w->handoff_count--;
+    }
+    return n;
+}
+
+static size_t take_delivered(struct workers *w, struct store_message *out, size_t max)
+{
+    pthread_mutex_lock(&w->lock);
+    size_t n = w->handoff != NULL ? take_delivered_locked(w, out, max) : 0;
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
+/*
+ * Sleeps until woken, stopping, a delivery, or the next message is due.
+ * True when the store should be asked (woken by workers_wake, or a message
+ * came due), false after a delivery or when stopping.
+ */
+static bool sleep_until_work(struct workers *w, uint64_t seen_generation)
 {
     int64_t due = 0;
     int err = store_next_visible_ms(w->store, &due);
     bool timed = err == STORE_OK || err == STORE_EUNAVAILABLE;
     int64_t wait_ms = err == STORE_OK ? due - ids_now_ms() : 1000; /* storage down: retry in 1s */
     if (timed && wait_ms <= 0)
-        return;
+        return true;
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     if (timed) {
@@ -94,15 +165,19 @@ static void sleep_until_work(struct workers *w, uint64_t seen_generation)
             ts.tv_nsec -= 1000000000;
         }
     }
+    bool due_now = false;
     pthread_mutex_lock(&w->lock);
-    while (!w->stopping && w->generation == seen_generation) {
+    while (!w->stopping && w->generation == seen_generation && w->handoff_count == 0) {
         if (!timed) {
             pthread_cond_wait(&w->wake, &w->lock);
         } else if (pthread_cond_timedwait(&w->wake, &w->lock, &ts) == ETIMEDOUT) {
+            due_now = true;
             break;
         }
     }
+    bool ask = due_now || w->generation != seen_generation;
     pthread_mutex_unlock(&w->lock);
+    return ask;
 }
 
 /* The order as the fulfilment command and the re-validation see it. */
@@ -246,6 +321,21 @@ static void process_batch(struct workers *w, struct store_message *msgs, size_t 
     settle(w, verdicts, done);
 }
 
+/* Claims from the store; *more when another claim may find more at once. */
+static size_t claim_from_store(struct workers *w, struct store_message *msgs, size_t batch,
+                               bool *more)
+{
+    size_t n = 0, dead = 0;
+    int err = store_claim(w->store, ids_now_ms(), (int64_t)w->opts.visibility_timeout_ms,
+                          w->opts.max_receives, msgs, batch, &n, &dead);
+    if (dead > 0) {
+        metrics_counter_add(w->metrics, METRICS_ORDERS_DEAD_LETTERED, dead);
+        log_warn(NULL, "worker: %zu messages dead-lettered: their last lease expired", dead);
+    }
+    *more = err == STORE_OK && (n == batch || dead > 0);
+    return err == STORE_OK ? n : 0;
+}
+
 static void *worker_main(void *arg)
 {
     struct workers *w = arg;
@@ -256,20 +346,27 @@ static void *worker_main(void *arg)
         log_error(NULL, "worker: out of memory; this worker stops");
         return NULL;
     }
+    bool ask_store = true;         /* the store may hold visible messages */
+    uint64_t seen_generation = 0;
+    int64_t next_poll_ms = 0;      /* ask the store by then, even while deliveries keep coming */
     while (!stopping(w)) {
         pthread_mutex_lock(&w->lock);
         uint64_t generation = w->generation;
         pthread_mutex_unlock(&w->lock);
-        size_t n = 0, dead = 0;
-        int err = store_claim(w->store, ids_now_ms(), (int64_t)w->opts.visibility_timeout_ms,
-                              w->opts.max_receives, msgs, batch, &n, &dead);
-        if (dead > 0) {
-            metrics_counter_add(w->metrics, METRICS_ORDERS_DEAD_LETTERED, dead);
-            log_warn(NULL, "worker: %zu messages dead-lettered: their last lease expired", dead);
+        if (generation != seen_generation) {
+            seen_generation = generation;
+            ask_store = true;
         }
-        if (err != STORE_OK || n == 0) {
-            if (dead == 0)
-                sleep_until_work(w, generation);
+        size_t n = 0;
+        if (ask_store || ids_now_ms() >= next_poll_ms) {
+            n = claim_from_store(w, msgs, batch, &ask_store);
+            next_poll_ms = ids_now_ms() + WORKER_POLL_MS;
+        }
+        if (n == 0)
+            n = take_delivered(w, msgs, batch);
+        if (n == 0) {
+            if (!ask_store)
+                ask_store = sleep_until_work(w, generation);
             continue;
         }
         process_batch(w, msgs, n, verdicts);
@@ -278,6 +375,21 @@ static void *worker_main(void *arg)
     }
     free(verdicts);
     return NULL;
+}
+
+/* After the threads are joined: what was delivered and never taken goes back. */
+static void release_undelivered(struct workers *w)
+{
+    struct store_message left[WORKER_BATCH_MAX];
+    size_t n;
+    pthread_mutex_lock(&w->lock);
+    while ((n = take_delivered_locked(w, left, WORKER_BATCH_MAX)) > 0) {
+        if (store_release(w->store, left, n, ids_now_ms()) != STORE_OK)
+            log_warn(NULL, "worker: could not release %zu leases; they expire by themselves", n);
+        for (size_t i = 0; i < n; i++)
+            store_message_clear(&left[i]);
+    }
+    pthread_mutex_unlock(&w->lock);
 }
 
 int workers_start(struct store *store, struct metrics *metrics, const struct worker_options *opts,
@@ -296,6 +408,11 @@ int workers_start(struct store *store, struct metrics *metrics, const struct wor
     if (opts->fulfilment_command && (err = fulfilment_parse(opts->fulfilment_command,
                                                             &w->command)) != 0)
         goto fail_alloc;
+    if (w->command.argc == 0 &&
+        (w->handoff = calloc(WORKER_HANDOFF_MAX, sizeof(*w->handoff))) == NULL) {
+        err = -ENOMEM;
+        goto fail_command;
+    }
     pthread_condattr_t ca;
     if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
         pthread_cond_init(&w->wake, &ca) != 0) {
@@ -320,6 +437,7 @@ int workers_start(struct store *store, struct metrics *metrics, const struct wor
 fail_cond:
     pthread_cond_destroy(&w->wake);
 fail_command:
+    free(w->handoff);
     fulfilment_command_free(&w->command);
 fail_alloc:
     free(w);
@@ -336,6 +454,11 @@ void workers_stop(struct workers *w)
     pthread_mutex_unlock(&w->lock);
     for (uint32_t i = 0; i < w->started; i++)
         pthread_join(w->threads[i], NULL);
+    if (w->handoff != NULL) {
+        release_undelivered(w);
+        assert(w->handoff_reserved == 0);
+        free(w->handoff);
+    }
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->wake);
     fulfilment_command_free(&w->command);

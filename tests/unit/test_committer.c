@@ -235,7 +235,7 @@ static struct committer *start_gated(struct hook *h, uint64_t max_depth, struct 
 {
     struct committer *c = NULL;
     hook_init(h, true);
-    ck_assert_int_eq(committer_start(st, max_depth, on_commit, h, &c), 0);
+    ck_assert_int_eq(committer_start(st, max_depth, on_commit, h, NULL, &c), 0);
     ck_assert_int_eq(committer_submit(c, &first->item), 0);
     ck_assert(wait_at_least(&h->calls, 1));
     return c;
@@ -269,7 +269,7 @@ START_TEST(concurrent_submitters_all_committed_once)
     struct hook h;
     hook_init(&h, false);
     struct committer *c = NULL;
-    ck_assert_int_eq(committer_start(st, NO_LIMIT, on_commit, &h, &c), 0);
+    ck_assert_int_eq(committer_start(st, NO_LIMIT, on_commit, &h, NULL, &c), 0);
 
     atomic_int errors;
     atomic_init(&errors, 0);
@@ -365,7 +365,7 @@ START_TEST(on_commit_only_after_a_write)
     struct hook h;
     hook_init(&h, false);
     struct committer *c = NULL;
-    ck_assert_int_eq(committer_start(st, 1, on_commit, &h, &c), 0);
+    ck_assert_int_eq(committer_start(st, 1, on_commit, &h, NULL, &c), 0);
 
     ck_assert_int_eq(committer_submit(c, &t[0].item), 0);
     ck_assert(wait_at_least(&t[0].calls, 1));
@@ -546,7 +546,7 @@ END_TEST
 START_TEST(stop_when_idle)
 {
     struct committer *c = NULL;
-    ck_assert_int_eq(committer_start(st, NO_LIMIT, NULL, NULL, &c), 0);
+    ck_assert_int_eq(committer_start(st, NO_LIMIT, NULL, NULL, NULL, &c), 0);
     uint64_t batches = 9, items = 9;
     committer_counts(c, &batches, &items);
     ck_assert_uint_eq(batches, 0);
@@ -556,7 +556,7 @@ START_TEST(stop_when_idle)
 
     /* Without a hook, and stopped right after a submit: still committed. */
     struct titem *t = titems_new(1);
-    ck_assert_int_eq(committer_start(st, NO_LIMIT, NULL, NULL, &c), 0);
+    ck_assert_int_eq(committer_start(st, NO_LIMIT, NULL, NULL, NULL, &c), 0);
     ck_assert_int_eq(committer_submit(c, &t[0].item), 0);
     committer_stop(c);
     ck_assert_int_eq(ld(&t[0].calls), 1);
@@ -632,6 +632,234 @@ START_TEST(pipelined_stop_answers_what_waits_for_a_sync)
 }
 END_TEST
 
+/* ---- delivery in memory (committer_delivery) ------------------------------------ */
+
+/* Stands in for the workers' hand-over: grants places from a budget, keeps
+ * what is delivered. */
+struct fake_workers {
+    pthread_mutex_t lock;
+    size_t budget;
+    size_t reserved, unreserved;
+    struct store_message got[64];
+    size_t n;
+};
+
+static size_t fake_reserve(void *arg, size_t n)
+{
+    struct fake_workers *f = arg;
+    pthread_mutex_lock(&f->lock);
+    size_t k = n < f->budget ? n : f->budget;
+    f->budget -= k;
+    f->reserved += k;
+    pthread_mutex_unlock(&f->lock);
+    return k;
+}
+
+static void fake_unreserve(void *arg, size_t n)
+{
+    struct fake_workers *f = arg;
+    pthread_mutex_lock(&f->lock);
+    f->unreserved += n;
+    pthread_mutex_unlock(&f->lock);
+}
+
+static void fake_deliver(void *arg, struct store_message *msgs, size_t n)
+{
+    struct fake_workers *f = arg;
+    pthread_mutex_lock(&f->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (f->n < 64)
+            f->got[f->n++] = msgs[i];
+        else
+            store_message_clear(&msgs[i]);
+    }
+    pthread_mutex_unlock(&f->lock);
+}
+
+static struct committer_delivery fake_init(struct fake_workers *f, size_t budget)
+{
+    memset(f, 0, sizeof(*f));
+    ck_assert_int_eq(pthread_mutex_init(&f->lock, NULL), 0);
+    f->budget = budget;
+    return (struct committer_delivery){fake_reserve, fake_unreserve, fake_deliver, f, 60000};
+}
+
+static void fake_set_budget(struct fake_workers *f, size_t budget)
+{
+    pthread_mutex_lock(&f->lock);
+    f->budget = budget;
+    pthread_mutex_unlock(&f->lock);
+}
+
+static size_t fake_count(struct fake_workers *f)
+{
+    pthread_mutex_lock(&f->lock);
+    size_t n = f->n;
+    pthread_mutex_unlock(&f->lock);
+    return n;
+}
+
+static void fake_destroy(struct fake_workers *f)
+{
+    for (size_t i = 0; i < f->n; i++)
+        store_message_clear(&f->got[i]);
+    pthread_mutex_destroy(&f->lock);
+}
+
+static size_t visible_now(void)
+{
+    struct store_message m[WORKER_BATCH_MAX];
+    size_t n = 99, dead = 99;
+    ck_assert_int_eq(store_claim(st, ids_now_ms(), 1000, 5, m, WORKER_BATCH_MAX, &n, &dead),
+                     STORE_OK);
+    for (size_t i = 0; i < n; i++)
+        store_message_clear(&m[i]);
+    return n;
+}
+
+static const char *shown_status(const char *id)
+{
+    struct store_order o;
+    memset(&o, 0, sizeof(o));
+    ck_assert_int_eq(store_get_order(st, id, ids_now_ms(), &o), STORE_OK);
+    const char *status = o.status;
+    store_order_clear(&o);
+    return status;
+}
+
+/* Everything written goes to the workers in memory, leased in the store with
+ * the receipt they got; nobody needs waking. */
+START_TEST(delivery_hands_over_what_it_wrote_leased)
+{
+    enum { N = 10 };
+    struct titem *t = titems_new(N);
+    struct fake_workers f;
+    struct committer_delivery d = fake_init(&f, 100);
+    struct hook h;
+    hook_init(&h, false);
+    struct committer *c = NULL;
+    ck_assert_int_eq(committer_start(st, NO_LIMIT, on_commit, &h, &d, &c), 0);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(committer_submit(c, &t[i].item), 0);
+    ck_assert(wait_at_least(&done_total, N));
+    committer_stop(c);
+
+    ck_assert_uint_eq(f.n, N);
+    ck_assert_uint_eq(f.reserved, N);
+    ck_assert_uint_eq(f.unreserved, 0);
+    ck_assert_int_eq(ld(&h.calls), 0);
+    struct store_settlement done[N];
+    for (size_t i = 0; i < f.n; i++) {
+        const struct store_message *m = &f.got[i];
+        const struct titem *it = NULL;
+        for (int j = 0; j < N && it == NULL; j++)
+            it = strcmp(t[j].id, m->order_id) == 0 ? &t[j] : NULL;
+        ck_assert_ptr_nonnull(it);
+        ck_assert_str_eq(m->customer_id, it->customer);
+        ck_assert_str_eq(m->items_json, it->items);
+        ck_assert_str_eq(m->traceparent, it->traceparent);
+        ck_assert_uint_eq(m->receive_count, 1);
+        ck_assert_int_ne(m->receipt, 0);
+        ck_assert_str_eq(shown_status(m->order_id), "processing");
+        done[i] = (struct store_settlement){.order_id = m->order_id, .receipt = m->receipt,
+                                           .outcome = STORE_OUTCOME_COMPLETED, .attempts = 1};
+    }
+    ck_assert_uint_eq(visible_now(), 0); /* leased: no claim can take them */
+    ck_assert_int_eq(store_settle(st, done, N, ids_now_ms()), STORE_OK);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(done[i].result, STORE_OK); /* the delivered receipt is the store's */
+    ck_assert_str_eq(shown_status(t[0].id), "completed");
+    fake_destroy(&f);
+    hook_destroy(&h);
+    free(t);
+}
+END_TEST
+
+/* Fewer places than orders: the rest is written visible and wakes the workers. */
+START_TEST(delivery_only_as_many_as_reserved)
+{
+    enum { PILED = 10, PLACES = 3 };
+    struct titem *t = titems_new(PILED + 1);
+    struct fake_workers f;
+    struct committer_delivery d = fake_init(&f, 0); /* the first batch: no place */
+    struct hook h;
+    hook_init(&h, true);
+    struct committer *c = NULL;
+    ck_assert_int_eq(committer_start(st, NO_LIMIT, on_commit, &h, &d, &c), 0);
+    ck_assert_int_eq(committer_submit(c, &t[0].item), 0);
+    ck_assert(wait_at_least(&h.calls, 1));
+    fake_set_budget(&f, PLACES);
+    for (int i = 1; i <= PILED; i++)
+        ck_assert_int_eq(committer_submit(c, &t[i].item), 0);
+    gate_open(&h);
+    ck_assert(wait_at_least(&done_total, PILED + 1));
+    committer_stop(c);
+
+    ck_assert_uint_eq(f.n, PLACES);
+    ck_assert_uint_eq(f.unreserved, 0);
+    ck_assert_int_eq(ld(&h.calls), 2);
+    ck_assert_uint_eq(visible_now(), PILED + 1 - PLACES);
+    fake_destroy(&f);
+    hook_destroy(&h);
+    free(t);
+}
+END_TEST
+
+/* Places reserved for orders the store did not take (queue full) are given back. */
+START_TEST(delivery_gives_back_places_not_written)
+{
+    enum { N = 5, MAX = 2 };
+    struct titem *t = titems_new(N);
+    struct fake_workers f;
+    struct committer_delivery d = fake_init(&f, 100);
+    struct committer *c = NULL;
+    ck_assert_int_eq(committer_start(st, MAX, NULL, NULL, &d, &c), 0);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(committer_submit(c, &t[i].item), 0);
+        ck_assert(wait_at_least(&t[i].calls, 1));
+        ck_assert_int_eq(ld(&t[i].result), i < MAX ? STORE_OK : STORE_EQUEUEFULL);
+    }
+    committer_stop(c);
+    ck_assert_uint_eq(f.n, MAX);
+    ck_assert_uint_eq(f.reserved, N);
+    ck_assert_uint_eq(f.unreserved, N - MAX);
+    fake_destroy(&f);
+    free(t);
+}
+END_TEST
+
+/* Pipelined: delivery follows the commit, not the sync (no fulfilment command:
+ * a power cut takes back the order and its processing together). */
+START_TEST(pipelined_delivery_does_not_wait_for_the_sync)
+{
+    enum { N = 20 };
+    ck_assert(store_defers_sync(st));
+    struct titem *t = titems_new(N + 1);
+    struct fake_workers f;
+    struct committer_delivery d = fake_init(&f, 0);
+    struct hook h;
+    hook_init(&h, true);
+    struct committer *c = NULL;
+    ck_assert_int_eq(committer_start(st, NO_LIMIT, on_commit, &h, &d, &c), 0);
+    ck_assert_int_eq(committer_submit(c, &t[0].item), 0);
+    ck_assert(wait_at_least(&h.calls, 1)); /* the syncer is held */
+    fake_set_budget(&f, N);
+    for (int i = 1; i <= N; i++)
+        ck_assert_int_eq(committer_submit(c, &t[i].item), 0);
+    for (int waited = 0; fake_count(&f) < N && waited < WAIT_MS; waited++)
+        sleep_ms(1);
+    ck_assert_uint_eq(fake_count(&f), N);
+    for (int i = 0; i <= N; i++)
+        ck_assert_int_eq(ld(&t[i].calls), 0);
+    gate_open(&h);
+    ck_assert(wait_at_least(&done_total, N + 1));
+    committer_stop(c);
+    fake_destroy(&f);
+    hook_destroy(&h);
+    free(t);
+}
+END_TEST
+
 /* ---- the one list -------------------------------------------------------------- */
 
 #define N_OF(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -653,6 +881,7 @@ Suite *suite_committer(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, pipelined_writes_go_on_answers_wait_for_the_sync);
     tcase_add_test(tc, pipelined_stop_answers_what_waits_for_a_sync);
+    tcase_add_test(tc, pipelined_delivery_does_not_wait_for_the_sync);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("gated");
@@ -667,6 +896,9 @@ Suite *suite_committer(void)
     tcase_add_test(tc, backlog_full_is_eagain);
     tcase_add_test(tc, submit_after_stop_began_is_refused);
     tcase_add_test(tc, stop_when_idle);
+    tcase_add_test(tc, delivery_hands_over_what_it_wrote_leased);
+    tcase_add_test(tc, delivery_only_as_many_as_reserved);
+    tcase_add_test(tc, delivery_gives_back_places_not_written);
     suite_add_tcase(s, tc);
 
     return s;

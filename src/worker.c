@@ -117,8 +117,9 @@ void workers_deliver(void *arg, struct store_message *msgs, size_t n)
         w->handoff[slot] = msgs[i];
         w->handoff_count++;
     }
-    if (n > 0)
-        pthread_cond_broadcast(&w->wake);
+    /* one sleeper per batch's worth: the others would find nothing left */
+    for (size_t woken = 0; woken < n; woken += WORKER_BATCH_MAX)
+        pthread_cond_signal(&w->wake);
     pthread_mutex_unlock(&w->lock);
 }
 

@@ -217,6 +217,7 @@ static void pass_to_syncer(struct committer *c, struct committer_item *first)
 static void *committer_main(void *arg)
 {
     struct committer *c = arg;
+    pthread_setname_np(pthread_self(), "committer"); /* top -H, perf: failure is harmless */
     struct committer_item *batch[COMMIT_BATCH_MAX];
     size_t n;
     while ((n = take_batch(c, batch)) > 0) {
@@ -255,6 +256,7 @@ static struct committer_item *take_committed(struct committer *c)
 static void *syncer_main(void *arg)
 {
     struct committer *c = arg;
+    pthread_setname_np(pthread_self(), "syncer");
     struct committer_item *items;
     while ((items = take_committed(c)) != NULL) {
         bool written = false, undelivered = false;

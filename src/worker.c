@@ -340,6 +340,7 @@ static size_t claim_from_store(struct workers *w, struct store_message *msgs, si
 static void *worker_main(void *arg)
 {
     struct workers *w = arg;
+    pthread_setname_np(pthread_self(), "worker"); /* top -H, perf: failure is harmless */
     struct store_message msgs[WORKER_BATCH_MAX];
     size_t batch = w->command.argc > 0 ? 1 : WORKER_BATCH_MAX;
     struct verdict *verdicts = calloc(WORKER_BATCH_MAX, sizeof(*verdicts));

@@ -21,6 +21,13 @@
  *
  * A failed sync ends the process inside store_sync(), before anything it
  * covered was answered.
+ *
+ * Delivery (committer_delivery, when the store can lease on enqueue): before
+ * writing a batch the committer reserves places in the workers' hand-over,
+ * writes that many of its messages already leased under one fresh receipt,
+ * and right after the commit gives the workers a copy of each one written
+ * (places of orders not written are given back). on_commit then only wakes
+ * the workers for messages written visible.
  */
 #include <assert.h>
 #include <errno.h>
@@ -124,7 +131,8 @@ static size_t lease_for_delivery(struct committer *c, struct store_new_order *or
         return 0;
     }
     receipt &= INT64_MAX;
-    receipt += receipt == 0;
+    if (receipt == 0)
+        receipt = 1; /* 0 means "not leased" */
     int64_t until = ids_now_ms() + c->delivery.lease_ms;
     for (size_t i = 0; i < leased; i++) {
         orders[i].lease_receipt = receipt;

@@ -8,7 +8,8 @@
 #
 # For each durability and connection count: orderd req/s, ratio to nginx,
 # p50/p99 of both, the drain rate of the workers (processed/s over the run
-# plus the time to empty the queue, against accepted/s), peak RSS.
+# plus the time to empty the queue, against accepted/s), peak RSS, and
+# orderd's CPU time per accepted order (intake and processing).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -153,6 +154,20 @@ drain_seconds() {
     awk -v a="$start" -v b="$now" 'BEGIN { printf "%.2f", b - a }'
 }
 
+# CPU ticks (user + system, all threads) the process has used so far.
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+# The same for nginx: its master and worker processes.
+nginx_ticks() {
+    local total=0 p
+    for p in "$nginx_pid" $(pgrep -P "$nginx_pid"); do
+        total=$((total + $(cpu_ticks "$p")))
+    done
+    echo "$total"
+}
+
 peak_rss_mib() {
     awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$orderd_pid/status"
 }
@@ -162,25 +177,35 @@ start_nginx "$nginx_port"
 
 printf '\norderd bench: %ss per run, wrk %s threads, %s cores, %s\n' "$seconds" "$threads" \
     "$(nproc)" "$(date -u +%FT%TZ)"
-printf '%-10s %5s | %9s %9s %6s | %8s %8s %8s %8s | %9s %9s %6s | %7s %6s\n' \
-    durability conns orderd nginx ratio o_p50ms o_p99ms n_p50ms n_p99ms accept/s drain/s keeps rss_MiB errors
+printf '%-10s %5s | %9s %9s %6s | %8s %8s %8s %8s | %9s %9s %6s | %7s %6s %6s %6s\n' \
+    durability conns orderd nginx ratio o_p50ms o_p99ms n_p50ms n_p99ms accept/s drain/s keeps \
+    rss_MiB o_cpu n_cpu errors
 for durability in $durabilities; do
     for c in $conns; do
         start_orderd "$durability"
+        ticks0=$(cpu_ticks "$orderd_pid")
         read -r o_rps o_p50 o_p99 o_non2xx o_err <<<"$(wrk_run "http://127.0.0.1:$orderd_port/orders" "$c")"
         accepted=$(metric orderd_orders_received_total)
         drain=$(drain_seconds)
+        ticks=$(($(cpu_ticks "$orderd_pid") - ticks0))
         rss=$(peak_rss_mib)
         stop_orderd
+        nticks0=$(nginx_ticks)
         read -r n_rps n_p50 n_p99 _ _ <<<"$(wrk_run "http://127.0.0.1:$nginx_port/orders" "$c")"
+        nticks=$(($(nginx_ticks) - nticks0))
         awk -v d="$durability" -v c="$c" -v o="$o_rps" -v n="$n_rps" -v op50="$o_p50" \
             -v op99="$o_p99" -v np50="$n_p50" -v np99="$n_p99" -v acc="$accepted" \
-            -v s="$seconds" -v dr="$drain" -v rss="$rss" -v e="$((o_non2xx + o_err))" 'BEGIN {
+            -v s="$seconds" -v dr="$drain" -v rss="$rss" -v e="$((o_non2xx + o_err))" \
+            -v ticks="$ticks" -v nticks="$nticks" -v hz="$(getconf CLK_TCK)" 'BEGIN {
             arate = acc / s; drate = acc / (s + dr);
-            printf "%-10s %5d | %9.0f %9.0f %6.2f | %8.2f %8.2f %8.2f %8.2f | %9.0f %9.0f %6s | %7s %6d\n",
+            cpu = acc > 0 ? ticks * 1e6 / hz / acc : 0;
+            ncpu = n > 0 ? nticks * 1e6 / hz / (n * s) : 0;
+            printf "%-10s %5d | %9.0f %9.0f %6.2f | %8.2f %8.2f %8.2f %8.2f | %9.0f %9.0f %6s | %7s %6.1f %6.1f %6d\n",
                 d, c, o, n, o / n, op50, op99, np50, np99, arate, drate,
-                (dr < 1 ? "yes" : "no"), rss, e }'
+                (dr < 1 ? "yes" : "no"), rss, cpu, ncpu, e }'
     done
 done
 printf '\nratio = orderd req/s / nginx req/s; keeps = the queue was empty within 1 s of the end of the run\n'
 printf 'drain/s = accepted / (run + time to empty the queue); errors = non-2xx + socket errors of orderd\n'
+printf 'o_cpu = CPU time orderd used (all threads, run + drain) per accepted order, in microseconds;\n'
+printf 'n_cpu = CPU time nginx used (master + workers) per request answered, in microseconds\n'

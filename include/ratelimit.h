@@ -27,6 +27,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define RATELIMIT_CAPACITY_DEFAULT 65536  /* buckets kept; ~7 MiB reserved */
 #define RATELIMIT_STRIPES 64              /* mutexes; capacity is split among them */
@@ -62,6 +63,16 @@ unsigned ratelimit_check_at(struct ratelimit *rl, const char *client, uint64_t n
 
 /* The http_rate_limit_fn adapter: ctx is a struct ratelimit *; time from CLOCK_MONOTONIC. */
 unsigned ratelimit_http_check(void *ctx, const char *client);
+
+/*
+ * The client name an address is limited under (for requests without an API
+ * key): an IPv4 address as itself ("192.0.2.7"); an IPv6 address by its /64
+ * ("2001:db8:1:2::/64"), the block one host or site is usually given, so
+ * that rotating addresses inside it does not buy a fresh bucket; an
+ * IPv4-mapped IPv6 address as the IPv4 address. "unknown" for NULL or
+ * another family. size >= RATELIMIT_CLIENT_MAX.
+ */
+void ratelimit_client_of_address(const struct sockaddr *sa, char *out, size_t size);
 
 /* Buckets in use (<= capacity) and buckets evicted so far (for tests and metrics). */
 size_t ratelimit_size(struct ratelimit *rl);

@@ -39,6 +39,7 @@
 #include "http.h"
 #include "ids.h"
 #include "log.h"
+#include "ratelimit.h"
 
 #define REPLY_HEADERS_MAX 8
 
@@ -351,16 +352,7 @@ static void client_address(struct http_request *req)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    snprintf(req->client, sizeof(req->client), "unknown");
-    if (ci == NULL || ci->client_addr == NULL)
-        return;
-    const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, req->client,
-                  sizeof(req->client));
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-                  req->client, sizeof(req->client));
+    ratelimit_client_of_address(ci ? ci->client_addr : NULL, req->client, sizeof(req->client));
 }
 
 static struct conn_watch *conn_watch_of(struct MHD_Connection *conn)

@@ -26,12 +26,15 @@
  */
 #include "ratelimit.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -382,4 +385,31 @@ uint64_t ratelimit_evictions(struct ratelimit *rl)
         pthread_mutex_unlock(&rl->stripes[i].lock);
     }
     return n;
+}
+
+void ratelimit_client_of_address(const struct sockaddr *sa, char *out, size_t size)
+{
+    assert(size >= RATELIMIT_CLIENT_MAX);
+    snprintf(out, size, "unknown");
+    if (sa == NULL)
+        return;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        if (inet_ntop(AF_INET, &in->sin_addr, out, (socklen_t)size) == NULL)
+            snprintf(out, size, "unknown");
+        return;
+    }
+    if (sa->sa_family != AF_INET6)
+        return;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(a)) {
+        if (inet_ntop(AF_INET, &a->s6_addr[12], out, (socklen_t)size) == NULL)
+            snprintf(out, size, "unknown");
+        return;
+    }
+    struct in6_addr prefix = *a;
+    memset(&prefix.s6_addr[8], 0, 8);
+    char text[INET6_ADDRSTRLEN];
+    if (inet_ntop(AF_INET6, &prefix, text, sizeof(text)) != NULL)
+        snprintf(out, size, "%s/64", text);
 }

@@ -4,9 +4,11 @@
  * reconfiguration, rate 0 = off, and 4 threads at once (run under TSan too).
  * Time is injected (now_ms) except in the adapter test.
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -332,6 +334,68 @@ START_TEST(four_threads)
 }
 END_TEST
 
+/* ---- the client name of an address ------------------------------------ */
+
+struct address_case {
+    int family;
+    const char *address;
+    const char *name;
+};
+
+static const struct address_case addresses[] = {
+    {AF_INET, "192.0.2.7", "192.0.2.7"},
+    {AF_INET, "127.0.0.1", "127.0.0.1"},
+    {AF_INET6, "2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
+    {AF_INET6, "2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"},
+    {AF_INET6, "2001:db8:1:3::1", "2001:db8:1:3::/64"},
+    {AF_INET6, "::1", "::/64"},
+    {AF_INET6, "fe80::1234:5678:9abc:def0", "fe80::/64"},
+    {AF_INET6, "::ffff:10.1.2.3", "10.1.2.3"},
+    {AF_UNIX, NULL, "unknown"},
+};
+
+START_TEST(client_of_address)
+{
+    const struct address_case *c = &addresses[_i];
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    ss.ss_family = (sa_family_t)c->family;
+    if (c->family == AF_INET)
+        ck_assert_int_eq(inet_pton(AF_INET, c->address, &((struct sockaddr_in *)&ss)->sin_addr), 1);
+    if (c->family == AF_INET6)
+        ck_assert_int_eq(inet_pton(AF_INET6, c->address,
+                                   &((struct sockaddr_in6 *)&ss)->sin6_addr),
+                         1);
+    char name[RATELIMIT_CLIENT_MAX + 1];
+    memset(name, 'x', sizeof(name));
+    ratelimit_client_of_address((const struct sockaddr *)&ss, name, sizeof(name));
+    ck_assert_str_eq(name, c->name);
+}
+END_TEST
+
+/* Two addresses of one /64 share a bucket; the next /64 has its own. */
+START_TEST(ipv6_block_shares_a_bucket)
+{
+    struct ratelimit *rl = NULL;
+    ck_assert_int_eq(ratelimit_new(0, 1.0, 1, &rl), 0);
+    const char *a[] = {"2001:db8:1:2::a", "2001:db8:1:2::b", "2001:db8:1:3::a"};
+    unsigned wait[3];
+    for (int i = 0; i < 3; i++) {
+        struct sockaddr_in6 in6;
+        memset(&in6, 0, sizeof(in6));
+        in6.sin6_family = AF_INET6;
+        ck_assert_int_eq(inet_pton(AF_INET6, a[i], &in6.sin6_addr), 1);
+        char name[RATELIMIT_CLIENT_MAX + 1];
+        ratelimit_client_of_address((const struct sockaddr *)&in6, name, sizeof(name));
+        wait[i] = ratelimit_check_at(rl, name, 1000);
+    }
+    ck_assert_uint_eq(wait[0], 0);
+    ck_assert_uint_ge(wait[1], 1);  /* same /64: the one token is gone */
+    ck_assert_uint_eq(wait[2], 0);  /* another /64 */
+    ratelimit_free(rl);
+}
+END_TEST
+
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 Suite *suite_ratelimit(void)
@@ -348,6 +412,8 @@ Suite *suite_ratelimit(void)
     tcase_add_test(tc, burst_zero_counts_as_one);
     tcase_add_loop_test(tc, bad_rates_refused, 0, N(bad_rates));
     tcase_add_test(tc, http_adapter_uses_clock);
+    tcase_add_loop_test(tc, client_of_address, 0, N(addresses));
+    tcase_add_test(tc, ipv6_block_shares_a_bucket);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("table");

@@ -337,6 +337,38 @@ static size_t claim_from_store(struct workers *w, struct store_message *msgs, si
     return err == STORE_OK ? n : 0;
 }
 
+/* What a worker knows about where its next batch may come from. */
+struct intake_state {
+    bool ask_store;               /* the store may hold visible messages */
+    bool last_from_store;         /* the last batch was claimed, not delivered */
+    uint64_t seen_generation;
+    int64_t next_poll_ms;         /* ask the store by then, even while deliveries keep coming */
+};
+
+/*
+ * The next batch: claimed from the store when it may hold visible messages
+ * (or a poll is due), else taken from the hand-over; when both have work they
+ * take turns, so delivered messages never wait long behind a backlog in the
+ * store (their leases are running) and the backlog never waits behind
+ * deliveries. 0 when there is nothing to do now.
+ */
+static size_t next_batch(struct workers *w, struct intake_state *st, struct store_message *msgs,
+                         size_t batch)
+{
+    bool store_due = st->ask_store || ids_now_ms() >= st->next_poll_ms;
+    size_t n = 0;
+    if (!store_due || st->last_from_store)
+        n = take_delivered(w, msgs, batch);
+    if (n > 0 || !store_due) {
+        st->last_from_store = false;
+        return n;
+    }
+    n = claim_from_store(w, msgs, batch, &st->ask_store);
+    st->next_poll_ms = ids_now_ms() + WORKER_POLL_MS;
+    st->last_from_store = n > 0;
+    return n > 0 ? n : take_delivered(w, msgs, batch);
+}
+
 static void *worker_main(void *arg)
 {
     struct workers *w = arg;
@@ -348,27 +380,19 @@ static void *worker_main(void *arg)
         log_error(NULL, "worker: out of memory; this worker stops");
         return NULL;
     }
-    bool ask_store = true;         /* the store may hold visible messages */
-    uint64_t seen_generation = 0;
-    int64_t next_poll_ms = 0;      /* ask the store by then, even while deliveries keep coming */
+    struct intake_state st = {.ask_store = true};
     while (!stopping(w)) {
         pthread_mutex_lock(&w->lock);
         uint64_t generation = w->generation;
         pthread_mutex_unlock(&w->lock);
-        if (generation != seen_generation) {
-            seen_generation = generation;
-            ask_store = true;
+        if (generation != st.seen_generation) {
+            st.seen_generation = generation;
+            st.ask_store = true;
         }
-        size_t n = 0;
-        if (ask_store || ids_now_ms() >= next_poll_ms) {
-            n = claim_from_store(w, msgs, batch, &ask_store);
-            next_poll_ms = ids_now_ms() + WORKER_POLL_MS;
-        }
-        if (n == 0)
-            n = take_delivered(w, msgs, batch);
+        size_t n = next_batch(w, &st, msgs, batch);
         if (n == 0) {
-            if (!ask_store)
-                ask_store = sleep_until_work(w, generation);
+            if (!st.ask_store)
+                st.ask_store = sleep_until_work(w, generation);
             continue;
         }
         process_batch(w, msgs, n, verdicts);

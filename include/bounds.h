@@ -39,6 +39,8 @@
 
 /* Storage. */
 #define STORE_READERS 4             /* read-only SQLite connections */
+#define STORE_WAL_CHECKPOINT_PAGES 10000 /* WAL pages (4 KiB) between automatic checkpoints */
+#define STORE_WAL_SIZE_LIMIT (64 * 1024 * 1024) /* a WAL file is cut back to this when it restarts */
 #define STORE_BUSY_TIMEOUT_MS 5000
 #define IDEMPOTENCY_TTL_S (24 * 3600)
 #define STORE_ERROR_TEXT_MAX 4096   /* last_error kept per order */

@@ -624,13 +624,33 @@ static int prepare_file(const char *path)
     return rc == SQLITE_OK ? STORE_OK : STORE_EOPEN;
 }
 
+/*
+ * The writer checkpoints by itself every STORE_WAL_CHECKPOINT_PAGES WAL pages
+ * (SQLite's default is 1 000). A checkpoint runs inside the commit that
+ * crosses the mark, under the write lock, and syncs the WAL and the database
+ * file; hot pages (the right edges of the b-trees) are rewritten by every
+ * batch, so ten times fewer checkpoints copy about the same pages ten times
+ * less often: +5 % orders/s at 64 clients (docs/performance.md), for a WAL of
+ * up to ~40 MiB instead of ~4 MiB. The WAL file is cut back to
+ * STORE_WAL_SIZE_LIMIT when it restarts, so a long read that held
+ * checkpoints back does not leave a huge file behind.
+ */
+static int set_checkpointing(sqlite3 *db)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "PRAGMA wal_autocheckpoint=%d; PRAGMA journal_size_limit=%d",
+             STORE_WAL_CHECKPOINT_PAGES, STORE_WAL_SIZE_LIMIT);
+    return exec_sql(db, sql, "open");
+}
+
 static int open_writer(struct sq_store *s)
 {
     if (prepare_file(s->path) != STORE_OK)
         return STORE_EOPEN;
     if (open_connection(s->path, SQLITE_OPEN_READWRITE, &s->writer) != SQLITE_OK ||
         use_wal(s->writer, s->path) != SQLITE_OK ||
-        exec_sql(s->writer, "PRAGMA synchronous=FULL", "open") != SQLITE_OK)
+        exec_sql(s->writer, "PRAGMA synchronous=FULL", "open") != SQLITE_OK ||
+        set_checkpointing(s->writer) != SQLITE_OK)
         return STORE_EOPEN;
     s->sync_full = true;
     return prepare_writer(s) == STORE_OK ? STORE_OK : STORE_EOPEN;

@@ -14,6 +14,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+# shellcheck source-path=SCRIPTDIR
+# shellcheck source=wrk.sh
+. "$here/wrk.sh"
 bin=${TEST_ORDERD_BIN:-$root/build/orderd}
 seconds=${BENCH_SECONDS:-10}
 conns=${BENCH_CONNS:-"1 16 64 256"}
@@ -128,14 +131,6 @@ wrk_run() {
     echo "$rps $(to_ms "$p50") $(to_ms "$p99") ${non2xx:-0} ${errors:-0}"
 }
 
-# wrk prints 512.00us / 4.06ms / 1.20s
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.2f", v / 1000 }
-        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.2f", v }
-        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.2f", v * 1000 }
-        else printf "%s", v }'
-}
 
 metric() {
     curl -s "http://127.0.0.1:$orderd_port/metrics" | awk -v m="$1" '$1==m {print $2}'

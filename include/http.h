@@ -118,9 +118,6 @@ void http_reply_owned(struct http_request *req, unsigned status, const char *con
 /* A static body (not freed) with its content type. */
 void http_reply_static(struct http_request *req, unsigned status, const char *content_type,
                        const char *body, size_t len);
-/* A body copied from the caller. */
-void http_reply_copy(struct http_request *req, unsigned status, const char *content_type,
-                     const char *body, size_t len);
 /* RFC 9457 problem+json; errors may be NULL. type is derived from status. */
 void http_reply_problem(struct http_request *req, unsigned status, const char *title,
                         const char *detail, const struct field_error *errors, size_t n_errors);

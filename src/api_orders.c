@@ -172,7 +172,8 @@ static void pending_free(struct pending_order *p)
     free(p);
 }
 
-static void reply_accepted(struct http_request *req, const char *order_id, const char *body,
+/* Takes body (the reply owns and frees it). */
+static void reply_accepted(struct http_request *req, const char *order_id, char *body,
                            bool replayed)
 {
     char location[64];
@@ -180,7 +181,7 @@ static void reply_accepted(struct http_request *req, const char *order_id, const
     http_reply_header(req, "Location", location);
     if (replayed)
         http_reply_header(req, "Idempotent-Replayed", "true");
-    http_reply_copy(req, 202, "application/json", body, strlen(body));
+    http_reply_owned(req, 202, "application/json", body, strlen(body));
 }
 
 /* Committer thread: the order's transaction has finished. */
@@ -194,6 +195,7 @@ static void accepted(struct committer_item *item, void *arg)
         metrics_counter_add(p->api->metrics, METRICS_ORDERS_RECEIVED, 1);
         log_debug(&lc, "order accepted"); /* per order: debug, see docs/performance.md */
         reply_accepted(req, p->order_id, p->response_json, false);
+        p->response_json = NULL;
         break;
     case STORE_EQUEUEFULL:
         log_warn(&lc, "order refused: the queue holds max_depth messages");
@@ -251,11 +253,13 @@ static bool answer_from_stored_key(struct api_orders *api, struct http_request *
         api_reply_unavailable(req, "storage is unavailable; retry later");
         return true;
     }
-    if (strcmp(rec.request_json, request_json) == 0)
+    if (strcmp(rec.request_json, request_json) == 0) {
         reply_accepted(req, rec.order_id, rec.response_json, true);
-    else
+        rec.response_json = NULL;
+    } else {
         http_reply_problem(req, 422, NULL,
                            "this Idempotency-Key was used with a different request body", NULL, 0);
+    }
     store_idempotency_clear(&rec);
     return true;
 }

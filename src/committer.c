@@ -206,12 +206,10 @@ static struct committer_item *commit_batch(struct committer *c, struct committer
     return batch[0];
 }
 
-/* Hands committed items to the syncer. */
-static void pass_to_syncer(struct committer *c, struct committer_item *first)
+/* Hands committed items (linked first .. last) to the syncer. */
+static void pass_to_syncer(struct committer *c, struct committer_item *first,
+                           struct committer_item *last)
 {
-    struct committer_item *last = first;
-    while (last->next != NULL)
-        last = last->next;
     pthread_mutex_lock(&c->lock);
     if (c->sync_tail)
         c->sync_tail->next = first;
@@ -232,7 +230,7 @@ static void *committer_main(void *arg)
         size_t written = 0;
         struct committer_item *items = commit_batch(c, batch, n, &written);
         if (c->pipelined) {
-            pass_to_syncer(c, items);
+            pass_to_syncer(c, items, batch[n - 1]);
             continue;
         }
         if (written > 0 && c->on_commit)

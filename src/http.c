@@ -192,26 +192,9 @@ static void reply_reset_body(struct http_request *req)
     req->reply_mode = MHD_RESPMEM_PERSISTENT;
 }
 
-void http_reply_json(struct http_request *req, unsigned status, char *json)
-{
-    reply_reset_body(req);
-    req->replied = true;
-    req->status = status;
-    req->content_type = "application/json";
-    if (json == NULL) {
-        req->status = 500;
-        static const char oom[] = "{\"title\":\"out of memory\"}";
-        req->reply_body = (char *)oom;
-        req->reply_len = sizeof(oom) - 1;
-        return;
-    }
-    req->reply_body = json;
-    req->reply_len = strlen(json);
-    req->reply_mode = MHD_RESPMEM_MUST_FREE;
-}
-
-void http_reply_owned(struct http_request *req, unsigned status, const char *content_type,
-                      char *body, size_t len)
+/* Replaces any reply set before with this one. */
+static void set_reply(struct http_request *req, unsigned status, const char *content_type,
+                      char *body, size_t len, enum MHD_ResponseMemoryMode mode)
 {
     reply_reset_body(req);
     req->replied = true;
@@ -219,37 +202,30 @@ void http_reply_owned(struct http_request *req, unsigned status, const char *con
     req->content_type = content_type;
     req->reply_body = body;
     req->reply_len = len;
-    req->reply_mode = MHD_RESPMEM_MUST_FREE;
+    req->reply_mode = mode;
+}
+
+void http_reply_json(struct http_request *req, unsigned status, char *json)
+{
+    if (json == NULL) {
+        static const char oom[] = "{\"title\":\"out of memory\"}";
+        set_reply(req, 500, "application/json", (char *)oom, sizeof(oom) - 1,
+                  MHD_RESPMEM_PERSISTENT);
+        return;
+    }
+    set_reply(req, status, "application/json", json, strlen(json), MHD_RESPMEM_MUST_FREE);
+}
+
+void http_reply_owned(struct http_request *req, unsigned status, const char *content_type,
+                      char *body, size_t len)
+{
+    set_reply(req, status, content_type, body, len, MHD_RESPMEM_MUST_FREE);
 }
 
 void http_reply_static(struct http_request *req, unsigned status, const char *content_type,
                        const char *body, size_t len)
 {
-    reply_reset_body(req);
-    req->replied = true;
-    req->status = status;
-    req->content_type = content_type;
-    req->reply_body = (char *)body;
-    req->reply_len = len;
-}
-
-void http_reply_copy(struct http_request *req, unsigned status, const char *content_type,
-                     const char *body, size_t len)
-{
-    char *copy = malloc(len + 1);
-    if (copy == NULL) {
-        http_reply_json(req, 500, NULL);
-        return;
-    }
-    memcpy(copy, body, len);
-    copy[len] = '\0';
-    reply_reset_body(req);
-    req->replied = true;
-    req->status = status;
-    req->content_type = content_type;
-    req->reply_body = copy;
-    req->reply_len = len;
-    req->reply_mode = MHD_RESPMEM_MUST_FREE;
+    set_reply(req, status, content_type, (char *)body, len, MHD_RESPMEM_PERSISTENT);
 }
 
 void http_reply_header(struct http_request *req, const char *name, const char *value)

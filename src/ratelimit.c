@@ -390,26 +390,21 @@ uint64_t ratelimit_evictions(struct ratelimit *rl)
 void ratelimit_client_of_address(const struct sockaddr *sa, char *out, size_t size)
 {
     assert(size >= RATELIMIT_CLIENT_MAX);
-    snprintf(out, size, "unknown");
-    if (sa == NULL)
-        return;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
-        if (inet_ntop(AF_INET, &in->sin_addr, out, (socklen_t)size) == NULL)
-            snprintf(out, size, "unknown");
-        return;
-    }
-    if (sa->sa_family != AF_INET6)
-        return;
-    const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
-    if (IN6_IS_ADDR_V4MAPPED(a)) {
-        if (inet_ntop(AF_INET, &a->s6_addr[12], out, (socklen_t)size) == NULL)
-            snprintf(out, size, "unknown");
-        return;
-    }
-    struct in6_addr prefix = *a;
-    memset(&prefix.s6_addr[8], 0, 8);
     char text[INET6_ADDRSTRLEN];
-    if (inet_ntop(AF_INET6, &prefix, text, sizeof(text)) != NULL)
-        snprintf(out, size, "%s/64", text);
+    const char *name = NULL;
+    if (sa != NULL && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        name = inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text));
+    } else if (sa != NULL && sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            name = inet_ntop(AF_INET, &a->s6_addr[12], text, sizeof(text));
+        } else {
+            struct in6_addr prefix = *a;
+            memset(&prefix.s6_addr[8], 0, 8);
+            if (inet_ntop(AF_INET6, &prefix, text, sizeof(text) - 3) != NULL)
+                name = strcat(text, "/64");
+        }
+    }
+    snprintf(out, size, "%s", name ? name : "unknown");
 }

@@ -25,6 +25,9 @@ workers=${BENCH_WORKERS:-2}
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=lib.sh
 . "$here/lib.sh"
+# shellcheck source-path=SCRIPTDIR/../..
+# shellcheck source=bench/wrk.sh
+. "$root/bench/wrk.sh"
 
 for tool in wrk curl psql; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing (make deps-bench deps-test)" >&2; exit 1; }
@@ -94,14 +97,6 @@ metric() { # PORT NAME
     curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'
 }
 
-# wrk prints 512.00us / 4.06ms / 1.20s
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.2f", v / 1000 }
-        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.2f", v }
-        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.2f", v * 1000 }
-        else printf "%s", v }'
-}
 
 # run_load — one wrk per node at once, BENCH_CONNS split over them; prints
 # "rps p50_ms p99_ms errors" (p50: the mean of the nodes', p99: the worst).

@@ -827,7 +827,7 @@ static struct MHD_Daemon *start_mhd(struct http_server *srv, const struct http_o
         {MHD_OPTION_CONNECTION_LIMIT, o->max_connections, NULL},
         {MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_connections_per_ip, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s, NULL},
-        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_HEADER_BYTES_MAX * 2, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_CONNECTION_MEMORY, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed_cb, srv},
         {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)connection_cb, srv},
         {srv->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, srv->tls_cert},

@@ -229,6 +229,18 @@ test_hostile_bodies_get_400_and_the_daemon_stays_up() {
     stop_orderd
 }
 
+# HTTP_CONNECTION_MEMORY (16 KiB) bounds the headers: 14 KiB of them still make
+# an order; 20 KiB are refused with 431 and the connection's memory is not grown.
+test_headers_up_to_14_KiB_pass_and_20_KiB_get_431() {
+    start_orderd
+    post_order CUST-HDR -H "X-Pad: $(printf '%*s' 14336 '' | tr ' ' 'a')"
+    http GET /healthz -H "X-Pad: $(printf '%*s' 20480 '' | tr ' ' 'a')"
+    assert_status 431
+    http GET /healthz
+    assert_status 200
+    stop_orderd
+}
+
 test_database_file_is_private() {
     start_orderd
     post_order

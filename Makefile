@@ -58,7 +58,7 @@ UNIT_OBJS := $(UNIT_SRCS:tests/unit/%.c=$(O)/obj/tests/%.o)
 .PHONY: all run test unit integration test-asan test-tsan test-static bench bench-scale fuzz \
         install uninstall clean deps deps-test deps-bench format lint
 
-all: $(O)/orderd
+all: $(O)/orderd $(O)/mhd_static
 
 V ?= 0
 Q := $(if $(filter 1,$(V)),,@)
@@ -76,6 +76,12 @@ $(O)/obj/tests/%.o: tests/unit/%.c
 $(O)/orderd: $(LIB_OBJS) $(MAIN_OBJ)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+# bench/run.sh's second reference server: libmicrohttpd answering a static 202
+$(O)/mhd_static: bench/mhd_static.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -o $@ $< $(LDLIBS_ALL)
 
 $(O)/unit-tests: $(LIB_OBJS) $(UNIT_OBJS)
 	@$(if $(Q),echo "  LD      $@")

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # bench/run.sh — durable intake of orderd against nginx answering a static 202,
 # same machine, same wrk load, same run. Ratios are the result; absolute numbers
-# move with the machine.
+# move with the machine. A second reference, mhd_static (bench/mhd_static.c),
+# is libmicrohttpd set up as orderd sets it up, answering a static 202: the
+# ceiling of any server on that library here, so orderd / mhd_static is what
+# orderd's own work leaves of it.
 #
 #   make bench                          (BENCH_SECONDS=10 BENCH_CONNS="1 16 64 256")
 #   BENCH_DURABILITY="full" make bench
@@ -18,6 +21,7 @@ root=$(cd "$here/.." && pwd)
 # shellcheck source=wrk.sh
 . "$here/wrk.sh"
 bin=${TEST_ORDERD_BIN:-$root/build/orderd}
+mhd_bin=${BENCH_MHD_BIN:-$(dirname "$bin")/mhd_static}
 seconds=${BENCH_SECONDS:-10}
 conns=${BENCH_CONNS:-"1 16 64 256"}
 durabilities=${BENCH_DURABILITY:-"full normal"}
@@ -26,7 +30,9 @@ threads=${BENCH_WRK_THREADS:-2}
 tmp=$(mktemp -d /tmp/orderd-bench.XXXXXX)
 orderd_pid=""
 nginx_pid=""
+mhd_pid=""
 cleanup() {
+    [ -n "$mhd_pid" ] && kill "$mhd_pid" 2>/dev/null && wait "$mhd_pid" 2>/dev/null
     [ -n "$orderd_pid" ] && kill "$orderd_pid" 2>/dev/null && wait "$orderd_pid" 2>/dev/null
     [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null && wait "$nginx_pid" 2>/dev/null
     rm -rf "$tmp"
@@ -36,6 +42,7 @@ trap cleanup EXIT
 for tool in wrk nginx curl; do
     command -v "$tool" >/dev/null || { echo "bench: $tool is missing (make deps-bench)" >&2; exit 1; }
 done
+[ -x "$mhd_bin" ] || { echo "bench: $mhd_bin is missing (make)" >&2; exit 1; }
 
 free_port() {
     local p
@@ -78,6 +85,19 @@ EOF
     done
     echo "bench: nginx did not start" >&2
     cat "$tmp/nginx/err.log" >&2
+    exit 1
+}
+
+start_mhd_static() {
+    local port=$1
+    "$mhd_bin" "$port" 2>"$tmp/mhd_static.log" &
+    mhd_pid=$!
+    for _ in $(seq 1 50); do
+        curl -s -o /dev/null "http://127.0.0.1:$port/" && return
+        sleep 0.1
+    done
+    echo "bench: mhd_static did not start" >&2
+    cat "$tmp/mhd_static.log" >&2
     exit 1
 }
 
@@ -169,12 +189,14 @@ peak_rss_mib() {
 
 nginx_port=$(free_port)
 start_nginx "$nginx_port"
+mhd_port=$(free_port)
+start_mhd_static "$mhd_port"
 
 printf '\norderd bench: %ss per run, wrk %s threads, %s cores, %s\n' "$seconds" "$threads" \
     "$(nproc)" "$(date -u +%FT%TZ)"
-printf '%-10s %5s | %9s %9s %6s | %8s %8s %8s %8s | %9s %9s %6s | %7s %6s %6s %6s\n' \
-    durability conns orderd nginx ratio o_p50ms o_p99ms n_p50ms n_p99ms accept/s drain/s keeps \
-    rss_MiB o_cpu n_cpu errors
+printf '%-10s %5s | %9s %9s %6s | %9s %6s | %8s %8s %8s %8s | %9s %9s %6s | %7s %6s %6s %6s\n' \
+    durability conns orderd nginx ratio mhd o/mhd o_p50ms o_p99ms n_p50ms n_p99ms accept/s \
+    drain/s keeps rss_MiB o_cpu n_cpu errors
 for durability in $durabilities; do
     for c in $conns; do
         start_orderd "$durability"
@@ -188,19 +210,21 @@ for durability in $durabilities; do
         nticks0=$(nginx_ticks)
         read -r n_rps n_p50 n_p99 _ _ <<<"$(wrk_run "http://127.0.0.1:$nginx_port/orders" "$c")"
         nticks=$(($(nginx_ticks) - nticks0))
+        read -r m_rps _ <<<"$(wrk_run "http://127.0.0.1:$mhd_port/orders" "$c")"
         awk -v d="$durability" -v c="$c" -v o="$o_rps" -v n="$n_rps" -v op50="$o_p50" \
             -v op99="$o_p99" -v np50="$n_p50" -v np99="$n_p99" -v acc="$accepted" \
             -v s="$seconds" -v dr="$drain" -v rss="$rss" -v e="$((o_non2xx + o_err))" \
-            -v ticks="$ticks" -v nticks="$nticks" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+            -v ticks="$ticks" -v nticks="$nticks" -v hz="$(getconf CLK_TCK)" -v m="$m_rps" 'BEGIN {
             arate = acc / s; drate = acc / (s + dr);
             cpu = acc > 0 ? ticks * 1e6 / hz / acc : 0;
             ncpu = n > 0 ? nticks * 1e6 / hz / (n * s) : 0;
-            printf "%-10s %5d | %9.0f %9.0f %6.2f | %8.2f %8.2f %8.2f %8.2f | %9.0f %9.0f %6s | %7s %6.1f %6.1f %6d\n",
-                d, c, o, n, o / n, op50, op99, np50, np99, arate, drate,
+            printf "%-10s %5d | %9.0f %9.0f %6.2f | %9.0f %6.2f | %8.2f %8.2f %8.2f %8.2f | %9.0f %9.0f %6s | %7s %6.1f %6.1f %6d\n",
+                d, c, o, n, o / n, m, o / m, op50, op99, np50, np99, arate, drate,
                 (dr < 1 ? "yes" : "no"), rss, cpu, ncpu, e }'
     done
 done
-printf '\nratio = orderd req/s / nginx req/s; keeps = the queue was empty within 1 s of the end of the run\n'
+printf '\nratio = orderd req/s / nginx req/s; mhd = libmicrohttpd answering a static 202 (bench/mhd_static.c)\n'
+printf 'o/mhd = orderd req/s / mhd req/s; keeps = the queue was empty within 1 s of the end of the run\n'
 printf 'drain/s = accepted / (run + time to empty the queue); errors = non-2xx + socket errors of orderd\n'
 printf 'o_cpu = CPU time orderd used (all threads, run + drain) per accepted order, in microseconds;\n'
 printf 'n_cpu = CPU time nginx used (master + workers) per request answered, in microseconds\n'

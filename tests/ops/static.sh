@@ -274,7 +274,8 @@ check_install_uninstall() {
 
 check_shellcheck() {
     command -v shellcheck >/dev/null || { echo "shellcheck is not installed"; return 1; }
-    shellcheck -x "$ROOT"/tests/ops/*.sh
+    # every shell script of the tree: tests, bench, CI
+    shellcheck -x "$ROOT"/tests/*/*.sh "$ROOT"/bench/*.sh "$ROOT"/.ci/run
 }
 
 check binary check_binary

@@ -18,10 +18,12 @@ int main(void) {
     return f ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 EOC
-PKGS="libmicrohttpd sqlite3 jansson libuv inih gnutls libpq check"
+PKGS=(libmicrohttpd sqlite3 jansson libuv inih gnutls libpq check)
+read -ra pkg_cflags <<<"$(pkg-config --cflags "${PKGS[@]}")"
+read -ra pkg_libs <<<"$(pkg-config --libs "${PKGS[@]}")"
 cc -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
    -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -pthread \
-   -Iinclude -D_GNU_SOURCE -DORDERD_VERSION='"test"' $(pkg-config --cflags $PKGS) \
+   -Iinclude -D_GNU_SOURCE -DORDERD_VERSION='"test"' "${pkg_cflags[@]}" \
    -o "$out/t" "$out/main.c" "tests/unit/test_$suite.c" "$@" \
-   $(pkg-config --libs $PKGS) -lm
+   "${pkg_libs[@]}" -lm
 CK_FORK=yes "$out/t"

@@ -108,8 +108,10 @@ static void psql_line(const char *sql, char *out, size_t size)
     int status = 0;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "psql failed on: %s", sql);
-    buf[strcspn(buf, "\n")] = '\0';
-    snprintf(out, size, "%s", buf);
+    size_t line = strcspn(buf, "\n");
+    line = line < size - 1 ? line : size - 1;
+    memcpy(out, buf, line);
+    out[line] = '\0';
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)

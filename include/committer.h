@@ -48,15 +48,26 @@ struct committer_delivery {
 
 struct committer;
 
+struct metrics;
+
+struct committer_options {
+    uint64_t max_depth;               /* orders beyond it get STORE_EQUEUEFULL */
+    /* Runs on the committer or the syncer thread once a transaction that
+     * wrote at least one order not delivered in memory is durable, before
+     * its items are answered: the workers' wake-up. May be NULL. */
+    void (*on_commit)(void *arg);
+    void *on_commit_arg;
+    const struct committer_delivery *delivery; /* may be NULL: no delivery */
+    /* May be NULL. Counts orderd_intake_commits_total and observes
+     * orderd_storage_sync_duration_seconds (each store_sync of the syncer). */
+    struct metrics *metrics;
+};
+
 /*
- * Starts the committer thread (and the syncer). on_commit(arg) (may be NULL)
- * runs on one of them once a transaction that wrote at least one order not
- * delivered in memory is durable, before its items are answered: the
- * workers' wake-up. delivery may be NULL. 0, -ENOMEM or -errno from
- * pthread_create.
+ * Starts the committer thread (and the syncer when the store defers the
+ * sync). 0, -ENOMEM or -errno from pthread_create.
  */
-int committer_start(struct store *store, uint64_t max_depth, void (*on_commit)(void *arg),
-                    void *arg, const struct committer_delivery *delivery,
+int committer_start(struct store *store, const struct committer_options *opts,
                     struct committer **out);
 
 /*

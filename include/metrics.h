@@ -19,6 +19,7 @@ enum metrics_counter {
     METRICS_ORDERS_PROCESSED,     /* completed by a worker */
     METRICS_ORDERS_FAILED,        /* a processing attempt that failed */
     METRICS_ORDERS_DEAD_LETTERED, /* moved to the dead-letter table */
+    METRICS_INTAKE_COMMITS,       /* transactions that wrote accepted orders (group commits) */
     METRICS_COUNTER_COUNT
 };
 
@@ -69,6 +70,8 @@ void metrics_http_observe(struct metrics *m, enum metrics_route route, unsigned 
                           double seconds);
 /* One processing attempt (success or failure), seconds taken. */
 void metrics_processing_observe(struct metrics *m, double seconds);
+/* One fsync that makes accepted orders durable before their 202, seconds taken. */
+void metrics_sync_observe(struct metrics *m, double seconds);
 
 const char *metrics_route_label(enum metrics_route route);
 

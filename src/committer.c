@@ -42,6 +42,7 @@
 #include "committer.h"
 #include "ids.h"
 #include "log.h"
+#include "metrics.h"
 
 struct committer {
     struct store *store;
@@ -49,6 +50,7 @@ struct committer {
     void (*on_commit)(void *arg);
     void *on_commit_arg;
     struct committer_delivery delivery; /* reserve NULL: none */
+    struct metrics *metrics;      /* NULL: nothing counted */
     pthread_t thread;
     bool pipelined;               /* a syncer thread answers (store_defers_sync) */
     pthread_t syncer;
@@ -198,11 +200,15 @@ static struct committer_item *commit_batch(struct committer *c, struct committer
     atomic_fetch_add(&c->batches, 1);
     atomic_fetch_add(&c->items, n);
     *written = 0;
+    bool wrote = false;
     for (size_t i = 0; i < n; i++) {
         batch[i]->order.result = orders[i].result;
         batch[i]->next = i + 1 < n ? batch[i + 1] : NULL;
         *written += err == STORE_OK && orders[i].result == STORE_OK && !batch[i]->delivered;
+        wrote |= err == STORE_OK && orders[i].result == STORE_OK;
     }
+    if (wrote && c->metrics)
+        metrics_counter_add(c->metrics, METRICS_INTAKE_COMMITS, 1);
     return batch[0];
 }
 
@@ -271,9 +277,12 @@ static void *syncer_main(void *arg)
             undelivered |= it->order.result == STORE_OK && !it->delivered;
         }
         if (written) {
+            double started = ids_monotonic_seconds();
             int err = store_sync(c->store);
             assert(err == STORE_OK); /* a failed fsync does not return */
             (void)err;
+            if (c->metrics)
+                metrics_sync_observe(c->metrics, ids_monotonic_seconds() - started);
         }
         if (undelivered && c->on_commit)
             c->on_commit(c->on_commit_arg);
@@ -282,17 +291,18 @@ static void *syncer_main(void *arg)
     return NULL;
 }
 
-int committer_start(struct store *store, uint64_t max_depth, void (*on_commit)(void *arg),
-                    void *arg, const struct committer_delivery *delivery,
+int committer_start(struct store *store, const struct committer_options *opts,
                     struct committer **out)
 {
+    const struct committer_delivery *delivery = opts->delivery;
     struct committer *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return -ENOMEM;
     c->store = store;
-    c->max_depth = max_depth;
-    c->on_commit = on_commit;
-    c->on_commit_arg = arg;
+    c->max_depth = opts->max_depth;
+    c->on_commit = opts->on_commit;
+    c->on_commit_arg = opts->on_commit_arg;
+    c->metrics = opts->metrics;
     c->pipelined = store_defers_sync(store);
     if (delivery != NULL && delivery->reserve != NULL && store_enqueue_can_lease(store)) {
         assert(delivery->unreserve != NULL && delivery->deliver != NULL);

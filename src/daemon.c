@@ -295,8 +295,14 @@ static int start_all(struct daemon *d)
         .arg = d->workers,
         .lease_ms = (int64_t)d->cfg->visibility_timeout_ms,
     };
-    if ((err = committer_start(d->store, d->cfg->max_depth, workers_wake, d->workers, &delivery,
-                               &d->committer)) != 0) {
+    struct committer_options copts = {
+        .max_depth = d->cfg->max_depth,
+        .on_commit = workers_wake,
+        .on_commit_arg = d->workers,
+        .delivery = &delivery,
+        .metrics = d->metrics,
+    };
+    if ((err = committer_start(d->store, &copts, &d->committer)) != 0) {
         log_error(NULL, "cannot start the committer: %s", strerror(-err));
         return err;
     }

@@ -64,6 +64,7 @@ struct metrics {
     _Atomic uint64_t http_requests[METRICS_ROUTE_COUNT][HTTP_STATUS_SLOTS];
     struct histogram http_duration[METRICS_ROUTE_COUNT];
     struct histogram processing;
+    struct histogram sync;
 
     pthread_mutex_t lock; /* guards the fields below */
     metrics_gauge_fn gauge_fn;
@@ -99,6 +100,9 @@ static const struct {
                                "Processing attempts that failed."},
     [METRICS_ORDERS_DEAD_LETTERED] = {"orderd_orders_dead_lettered_total",
                                       "Orders moved to the dead-letter table."},
+    [METRICS_INTAKE_COMMITS] = {"orderd_intake_commits_total",
+                                "Transactions that wrote accepted orders; each is one group "
+                                "commit shared by the orders that arrived together."},
 };
 
 static const char unknown_label[] = "unknown";
@@ -200,6 +204,11 @@ void metrics_http_observe(struct metrics *m, enum metrics_route route, unsigned 
 void metrics_processing_observe(struct metrics *m, double seconds)
 {
     histogram_observe(&m->processing, seconds);
+}
+
+void metrics_sync_observe(struct metrics *m, double seconds)
+{
+    histogram_observe(&m->sync, seconds);
 }
 
 const char *metrics_route_label(enum metrics_route route)
@@ -433,9 +442,18 @@ static void render_http(struct buf *b, const struct metrics *m)
             render_histogram(b, "orderd_http_request_duration_seconds", route_labels[r],
                              &m->http_duration[r]);
     }
+}
+
+/* The pipeline behind the API: durable intake and processing. */
+static void render_pipeline(struct buf *b, const struct metrics *m)
+{
     family(b, "orderd_processing_duration_seconds", "histogram",
            "Time taken by one processing attempt of an order, success or failure.");
     render_histogram(b, "orderd_processing_duration_seconds", NULL, &m->processing);
+    family(b, "orderd_storage_sync_duration_seconds", "histogram",
+           "Time of each fsync that makes accepted orders durable before their 202 "
+           "(SQLite with durability = full; elsewhere the commit includes it).");
+    render_histogram(b, "orderd_storage_sync_duration_seconds", NULL, &m->sync);
 }
 
 static void render_build_info(struct buf *b, const char *version, const char *sqlite_version)
@@ -591,6 +609,7 @@ char *metrics_render(struct metrics *m, size_t *len)
     render_counters(&b, m);
     render_queue_gauges(&b, fn, arg);
     render_http(&b, m);
+    render_pipeline(&b, m);
     render_build_info(&b, version != NULL ? version : unknown_label,
                       sqlite_version != NULL ? sqlite_version : unknown_label);
     render_process(&b);

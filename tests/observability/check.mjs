@@ -82,6 +82,8 @@ function dashboard(file, rulesOut) {
     ['HTTP latency p99 by route',
       /histogram_quantile\(0\.99, sum by \(le, route\) \(rate\(orderd_http_request_duration_seconds_bucket/],
     ['5xx error rate', /orderd_http_requests_total\{[^}]*code=~"5\.\."[^}]*\}.*\/.*orderd_http_requests_total/],
+    ['fsync p99', /histogram_quantile\(0\.99, sum by \(le\) \(rate\(orderd_storage_sync_duration_seconds_bucket/],
+    ['orders per commit', /rate\(orderd_orders_received_total[^)]*\)\)? *\/ *sum\(rate\(orderd_intake_commits_total/],
   ];
   for (const [what, re] of required) if (!has(re)) problem(`no panel queries the ${what}`);
 

@@ -186,6 +186,11 @@ test_metrics_exposition() {
         fail "no 10 s bucket for route /orders"
     assert_eq "$(sample 'orderd_processing_duration_seconds_count' "$T/metrics")" 3 \
         "orderd_processing_duration_seconds_count"
+    # three orders posted one after the other: three group commits, each made
+    # durable by an fsync before its 202 (durability = full)
+    assert_eq "$(sample orderd_intake_commits_total "$T/metrics")" 3 "orderd_intake_commits_total"
+    assert_eq "$(sample orderd_storage_sync_duration_seconds_count "$T/metrics")" 3 \
+        "orderd_storage_sync_duration_seconds_count"
     local version
     version=$("$TEST_ORDERD_BIN" --version | awk '{ print $2 }')
     grep -qE "^orderd_build_info\{version=\"$version\",sqlite_version=\"[0-9.]+\"\} 1\$" "$T/metrics" ||

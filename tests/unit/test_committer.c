@@ -28,6 +28,7 @@
 #include "bounds.h"
 #include "committer.h"
 #include "ids.h"
+#include "metrics.h"
 #include "store.h"
 
 Suite *suite_committer(void);
@@ -235,7 +236,7 @@ static struct committer *start_gated(struct hook *h, uint64_t max_depth, struct 
 {
     struct committer *c = NULL;
     hook_init(h, true);
-    ck_assert_int_eq(committer_start(st, max_depth, on_commit, h, NULL, &c), 0);
+    ck_assert_int_eq(committer_start(st, &(struct committer_options){max_depth, on_commit, h, NULL, NULL}, &c), 0);
     ck_assert_int_eq(committer_submit(c, &first->item), 0);
     ck_assert(wait_at_least(&h->calls, 1));
     return c;
@@ -269,7 +270,7 @@ START_TEST(concurrent_submitters_all_committed_once)
     struct hook h;
     hook_init(&h, false);
     struct committer *c = NULL;
-    ck_assert_int_eq(committer_start(st, NO_LIMIT, on_commit, &h, NULL, &c), 0);
+    ck_assert_int_eq(committer_start(st, &(struct committer_options){NO_LIMIT, on_commit, &h, NULL, NULL}, &c), 0);
 
     atomic_int errors;
     atomic_init(&errors, 0);
@@ -365,7 +366,7 @@ START_TEST(on_commit_only_after_a_write)
     struct hook h;
     hook_init(&h, false);
     struct committer *c = NULL;
-    ck_assert_int_eq(committer_start(st, 1, on_commit, &h, NULL, &c), 0);
+    ck_assert_int_eq(committer_start(st, &(struct committer_options){1, on_commit, &h, NULL, NULL}, &c), 0);
 
     ck_assert_int_eq(committer_submit(c, &t[0].item), 0);
     ck_assert(wait_at_least(&t[0].calls, 1));
@@ -546,7 +547,7 @@ END_TEST
 START_TEST(stop_when_idle)
 {
     struct committer *c = NULL;
-    ck_assert_int_eq(committer_start(st, NO_LIMIT, NULL, NULL, NULL, &c), 0);
+    ck_assert_int_eq(committer_start(st, &(struct committer_options){NO_LIMIT, NULL, NULL, NULL, NULL}, &c), 0);
     uint64_t batches = 9, items = 9;
     committer_counts(c, &batches, &items);
     ck_assert_uint_eq(batches, 0);
@@ -556,7 +557,7 @@ START_TEST(stop_when_idle)
 
     /* Without a hook, and stopped right after a submit: still committed. */
     struct titem *t = titems_new(1);
-    ck_assert_int_eq(committer_start(st, NO_LIMIT, NULL, NULL, NULL, &c), 0);
+    ck_assert_int_eq(committer_start(st, &(struct committer_options){NO_LIMIT, NULL, NULL, NULL, NULL}, &c), 0);
     ck_assert_int_eq(committer_submit(c, &t[0].item), 0);
     committer_stop(c);
     ck_assert_int_eq(ld(&t[0].calls), 1);
@@ -598,6 +599,40 @@ START_TEST(pipelined_writes_go_on_answers_wait_for_the_sync)
     }
     ck_assert_int_ge(ld(&h.calls), 2);
     hook_destroy(&h);
+    free(t);
+}
+END_TEST
+
+/*
+ * Metrics, pipelined: each transaction that wrote orders counts one intake
+ * commit, each sync one observation; orders refused at max_depth count
+ * neither. Items are submitted one at a time (each answered before the
+ * next), so every one is its own transaction and needs its own sync.
+ */
+START_TEST(pipelined_commits_and_syncs_are_counted)
+{
+    enum { N = 5 };
+    struct metrics *m = NULL;
+    ck_assert_int_eq(metrics_new(&m), 0);
+    struct titem *t = titems_new(N + 1);
+    struct committer *c = NULL;
+    ck_assert_int_eq(committer_start(st, &(struct committer_options){N, NULL, NULL, NULL, m}, &c),
+                     0);
+    for (int i = 0; i <= N; i++) {
+        ck_assert_int_eq(committer_submit(c, &t[i].item), 0);
+        ck_assert(wait_at_least(&t[i].calls, 1));
+    }
+    committer_stop(c);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(ld(&t[i].result), STORE_OK);
+    ck_assert_int_eq(ld(&t[N].result), STORE_EQUEUEFULL);
+    ck_assert_uint_eq(metrics_counter_get(m, METRICS_INTAKE_COMMITS), N);
+    size_t len = 0;
+    char *text = metrics_render(m, &len);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_ptr_nonnull(strstr(text, "\norderd_storage_sync_duration_seconds_count 5\n"));
+    free(text);
+    metrics_free(m);
     free(t);
 }
 END_TEST
@@ -738,7 +773,7 @@ START_TEST(delivery_hands_over_what_it_wrote_leased)
     struct hook h;
     hook_init(&h, false);
     struct committer *c = NULL;
-    ck_assert_int_eq(committer_start(st, NO_LIMIT, on_commit, &h, &d, &c), 0);
+    ck_assert_int_eq(committer_start(st, &(struct committer_options){NO_LIMIT, on_commit, &h, &d, NULL}, &c), 0);
     for (int i = 0; i < N; i++)
         ck_assert_int_eq(committer_submit(c, &t[i].item), 0);
     ck_assert(wait_at_least(&done_total, N));
@@ -785,7 +820,7 @@ START_TEST(delivery_only_as_many_as_reserved)
     struct hook h;
     hook_init(&h, true);
     struct committer *c = NULL;
-    ck_assert_int_eq(committer_start(st, NO_LIMIT, on_commit, &h, &d, &c), 0);
+    ck_assert_int_eq(committer_start(st, &(struct committer_options){NO_LIMIT, on_commit, &h, &d, NULL}, &c), 0);
     ck_assert_int_eq(committer_submit(c, &t[0].item), 0);
     ck_assert(wait_at_least(&h.calls, 1));
     fake_set_budget(&f, PLACES);
@@ -813,7 +848,7 @@ START_TEST(delivery_gives_back_places_not_written)
     struct fake_workers f;
     struct committer_delivery d = fake_init(&f, 100);
     struct committer *c = NULL;
-    ck_assert_int_eq(committer_start(st, MAX, NULL, NULL, &d, &c), 0);
+    ck_assert_int_eq(committer_start(st, &(struct committer_options){MAX, NULL, NULL, &d, NULL}, &c), 0);
     for (int i = 0; i < N; i++) {
         ck_assert_int_eq(committer_submit(c, &t[i].item), 0);
         ck_assert(wait_at_least(&t[i].calls, 1));
@@ -840,7 +875,7 @@ START_TEST(pipelined_delivery_does_not_wait_for_the_sync)
     struct hook h;
     hook_init(&h, true);
     struct committer *c = NULL;
-    ck_assert_int_eq(committer_start(st, NO_LIMIT, on_commit, &h, &d, &c), 0);
+    ck_assert_int_eq(committer_start(st, &(struct committer_options){NO_LIMIT, on_commit, &h, &d, NULL}, &c), 0);
     ck_assert_int_eq(committer_submit(c, &t[0].item), 0);
     ck_assert(wait_at_least(&h.calls, 1)); /* the syncer is held */
     fake_set_budget(&f, N);
@@ -882,6 +917,7 @@ Suite *suite_committer(void)
     tcase_add_test(tc, pipelined_writes_go_on_answers_wait_for_the_sync);
     tcase_add_test(tc, pipelined_stop_answers_what_waits_for_a_sync);
     tcase_add_test(tc, pipelined_delivery_does_not_wait_for_the_sync);
+    tcase_add_test(tc, pipelined_commits_and_syncs_are_counted);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("gated");

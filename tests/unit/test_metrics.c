@@ -111,10 +111,12 @@ static const struct {
     {"orderd_orders_processed_total", "counter"},
     {"orderd_orders_failed_total", "counter"},
     {"orderd_orders_dead_lettered_total", "counter"},
+    {"orderd_intake_commits_total", "counter"},
     {"orderd_storage_up", "gauge"},
     {"orderd_http_requests_total", "counter"},
     {"orderd_http_request_duration_seconds", "histogram"},
     {"orderd_processing_duration_seconds", "histogram"},
+    {"orderd_storage_sync_duration_seconds", "histogram"},
     {"orderd_build_info", "gauge"},
     {"process_cpu_seconds_total", "counter"},
     {"process_resident_memory_bytes", "gauge"},
@@ -143,6 +145,8 @@ START_TEST(test_fresh_render_values)
     ck_assert_double_eq(value(s, "orderd_processing_duration_seconds_bucket{le=\"+Inf\"}"), 0);
     ck_assert_double_eq(value(s, "orderd_processing_duration_seconds_count"), 0);
     ck_assert_double_eq(value(s, "orderd_processing_duration_seconds_sum"), 0);
+    ck_assert_double_eq(value(s, "orderd_intake_commits_total"), 0);
+    ck_assert_double_eq(value(s, "orderd_storage_sync_duration_seconds_count"), 0);
     ck_assert_double_eq(
         value(s, "orderd_build_info{version=\"unknown\",sqlite_version=\"unknown\"}"), 1);
     assert_no_series(s, "orderd_queue_depth");
@@ -162,12 +166,14 @@ START_TEST(test_counters_add_up)
     metrics_counter_add(m, METRICS_ORDERS_FAILED, 3);
     metrics_counter_add(m, METRICS_ORDERS_DEAD_LETTERED, 2);
     metrics_counter_add(m, METRICS_ORDERS_DEAD_LETTERED, 0);
+    metrics_counter_add(m, METRICS_INTAKE_COMMITS, 5);
     metrics_counter_add(m, (enum metrics_counter)99, 7); /* ignored */
 
     ck_assert_uint_eq(metrics_counter_get(m, METRICS_ORDERS_RECEIVED), 42);
     ck_assert_uint_eq(metrics_counter_get(m, METRICS_ORDERS_PROCESSED), 40);
     ck_assert_uint_eq(metrics_counter_get(m, METRICS_ORDERS_FAILED), 3);
     ck_assert_uint_eq(metrics_counter_get(m, METRICS_ORDERS_DEAD_LETTERED), 2);
+    ck_assert_uint_eq(metrics_counter_get(m, METRICS_INTAKE_COMMITS), 5);
     ck_assert_uint_eq(metrics_counter_get(m, (enum metrics_counter)99), 0);
 
     char *s = render();
@@ -175,6 +181,7 @@ START_TEST(test_counters_add_up)
     ck_assert_ptr_nonnull(strstr(s, "\norderd_orders_processed_total 40\n"));
     ck_assert_ptr_nonnull(strstr(s, "\norderd_orders_failed_total 3\n"));
     ck_assert_ptr_nonnull(strstr(s, "\norderd_orders_dead_lettered_total 2\n"));
+    ck_assert_ptr_nonnull(strstr(s, "\norderd_intake_commits_total 5\n"));
     free(s);
 }
 END_TEST
@@ -246,23 +253,40 @@ START_TEST(test_http_observe_samples)
 }
 END_TEST
 
-START_TEST(test_processing_histogram)
+/* The two histograms without labels, each fed by its own observe function;
+ * _i: 0 processing, 1 sync. The other one stays empty. */
+static const struct {
+    const char *name;
+    const char *other;
+    void (*observe)(struct metrics *m, double seconds);
+} plain_histograms[] = {
+    {"orderd_processing_duration_seconds", "orderd_storage_sync_duration_seconds",
+     metrics_processing_observe},
+    {"orderd_storage_sync_duration_seconds", "orderd_processing_duration_seconds",
+     metrics_sync_observe},
+};
+
+START_TEST(test_plain_histograms)
 {
+    const char *name = plain_histograms[_i].name;
     double sum = 0;
     char series[128];
 
     for (size_t i = 0; i < sizeof(observed) / sizeof(observed[0]); i++) {
-        metrics_processing_observe(m, observed[i]);
+        plain_histograms[_i].observe(m, observed[i]);
         sum += observed[i];
     }
     char *s = render();
     for (size_t i = 0; i < sizeof(want_buckets) / sizeof(want_buckets[0]); i++) {
-        snprintf(series, sizeof(series), "orderd_processing_duration_seconds_bucket{le=\"%s\"}",
-                 want_buckets[i].le);
+        snprintf(series, sizeof(series), "%s_bucket{le=\"%s\"}", name, want_buckets[i].le);
         ck_assert_double_eq(value(s, series), want_buckets[i].cumulative);
     }
-    ck_assert_double_eq(value(s, "orderd_processing_duration_seconds_count"), 8);
-    ck_assert_double_eq_tol(value(s, "orderd_processing_duration_seconds_sum"), sum, 1e-9);
+    snprintf(series, sizeof(series), "%s_count", name);
+    ck_assert_double_eq(value(s, series), 8);
+    snprintf(series, sizeof(series), "%s_sum", name);
+    ck_assert_double_eq_tol(value(s, series), sum, 1e-9);
+    snprintf(series, sizeof(series), "%s_count", plain_histograms[_i].other);
+    ck_assert_double_eq(value(s, series), 0);
     free(s);
 }
 END_TEST
@@ -608,7 +632,7 @@ Suite *suite_metrics(void)
     tcase_add_test(tc, test_counters_add_up);
     tcase_add_test(tc, test_counter_large_values_exact);
     tcase_add_test(tc, test_http_observe_samples);
-    tcase_add_test(tc, test_processing_histogram);
+    tcase_add_loop_test(tc, test_plain_histograms, 0, N(plain_histograms));
     tcase_add_test(tc, test_observe_odd_durations);
     tcase_add_test(tc, test_http_status_out_of_range_and_bad_route);
     tcase_add_loop_test(tc, test_route_labels_are_templates, 0, METRICS_ROUTE_COUNT);

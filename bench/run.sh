@@ -194,15 +194,18 @@ start_mhd_static "$mhd_port"
 
 printf '\norderd bench: %ss per run, wrk %s threads, %s cores, %s\n' "$seconds" "$threads" \
     "$(nproc)" "$(date -u +%FT%TZ)"
-printf '%-10s %5s | %9s %9s %6s | %9s %6s | %8s %8s %8s %8s | %9s %9s %6s | %7s %6s %6s %6s\n' \
+printf '%-10s %5s | %9s %9s %6s | %9s %6s | %8s %8s %8s %8s | %9s %9s %6s | %8s %8s | %7s %6s %6s %6s\n' \
     durability conns orderd nginx ratio mhd o/mhd o_p50ms o_p99ms n_p50ms n_p99ms accept/s \
-    drain/s keeps rss_MiB o_cpu n_cpu errors
+    drain/s keeps o/commit fsync_ms rss_MiB o_cpu n_cpu errors
 for durability in $durabilities; do
     for c in $conns; do
         start_orderd "$durability"
         ticks0=$(cpu_ticks "$orderd_pid")
         read -r o_rps o_p50 o_p99 o_non2xx o_err <<<"$(wrk_run "http://127.0.0.1:$orderd_port/orders" "$c")"
         accepted=$(metric orderd_orders_received_total)
+        commits=$(metric orderd_intake_commits_total)
+        syncs=$(metric orderd_storage_sync_duration_seconds_count)
+        sync_sum=$(metric orderd_storage_sync_duration_seconds_sum)
         drain=$(drain_seconds)
         ticks=$(($(cpu_ticks "$orderd_pid") - ticks0))
         rss=$(peak_rss_mib)
@@ -214,17 +217,21 @@ for durability in $durabilities; do
         awk -v d="$durability" -v c="$c" -v o="$o_rps" -v n="$n_rps" -v op50="$o_p50" \
             -v op99="$o_p99" -v np50="$n_p50" -v np99="$n_p99" -v acc="$accepted" \
             -v s="$seconds" -v dr="$drain" -v rss="$rss" -v e="$((o_non2xx + o_err))" \
-            -v ticks="$ticks" -v nticks="$nticks" -v hz="$(getconf CLK_TCK)" -v m="$m_rps" 'BEGIN {
+            -v ticks="$ticks" -v nticks="$nticks" -v hz="$(getconf CLK_TCK)" -v m="$m_rps" \
+            -v commits="${commits:-0}" -v syncs="${syncs:-0}" -v sync_sum="${sync_sum:-0}" 'BEGIN {
             arate = acc / s; drate = acc / (s + dr);
             cpu = acc > 0 ? ticks * 1e6 / hz / acc : 0;
             ncpu = n > 0 ? nticks * 1e6 / hz / (n * s) : 0;
-            printf "%-10s %5d | %9.0f %9.0f %6.2f | %9.0f %6.2f | %8.2f %8.2f %8.2f %8.2f | %9.0f %9.0f %6s | %7s %6.1f %6.1f %6d\n",
+            per_commit = commits > 0 ? acc / commits : 0;
+            fsync_ms = syncs > 0 ? sync_sum * 1000 / syncs : 0;
+            printf "%-10s %5d | %9.0f %9.0f %6.2f | %9.0f %6.2f | %8.2f %8.2f %8.2f %8.2f | %9.0f %9.0f %6s | %8.1f %8.2f | %7s %6.1f %6.1f %6d\n",
                 d, c, o, n, o / n, m, o / m, op50, op99, np50, np99, arate, drate,
-                (dr < 1 ? "yes" : "no"), rss, cpu, ncpu, e }'
+                (dr < 1 ? "yes" : "no"), per_commit, fsync_ms, rss, cpu, ncpu, e }'
     done
 done
 printf '\nratio = orderd req/s / nginx req/s; mhd = libmicrohttpd answering a static 202 (bench/mhd_static.c)\n'
 printf 'o/mhd = orderd req/s / mhd req/s; keeps = the queue was empty within 1 s of the end of the run\n'
+printf 'o/commit = orders per intake transaction (group commit); fsync_ms = mean WAL fsync before a 202\n'
 printf 'drain/s = accepted / (run + time to empty the queue); errors = non-2xx + socket errors of orderd\n'
 printf 'o_cpu = CPU time orderd used (all threads, run + drain) per accepted order, in microseconds;\n'
 printf 'n_cpu = CPU time nginx used (master + workers) per request answered, in microseconds\n'

@@ -107,8 +107,6 @@ const char *http_request_body(const struct http_request *req, size_t *len);
 const char *http_request_id(const struct http_request *req);
 /* This request's span: the incoming trace's child, or a new trace. */
 const struct trace_context *http_request_trace(const struct http_request *req);
-/* The client name used for rate limiting (key name or address). */
-const char *http_request_client(const struct http_request *req);
 
 /* Takes ownership of json (a NUL-terminated heap string). */
 void http_reply_json(struct http_request *req, unsigned status, char *json);

@@ -125,7 +125,6 @@ struct http_server {
 const char *http_request_method(const struct http_request *req) { return req->method; }
 const char *http_request_path(const struct http_request *req) { return req->path; }
 const char *http_request_id(const struct http_request *req) { return req->request_id; }
-const char *http_request_client(const struct http_request *req) { return req->client; }
 
 const char *http_request_param(const struct http_request *req)
 {
@@ -295,6 +294,14 @@ void http_reply_problem(struct http_request *req, unsigned status, const char *t
 
 /* ---- request state -------------------------------------------------------- */
 
+/* Copies src into dst[size], cut to size - 1 bytes (no printf: per request). */
+static void copy_bounded(char *dst, size_t size, const char *src)
+{
+    size_t n = strnlen(src, size - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static bool request_id_acceptable(const char *id)
 {
     size_t n = strlen(id);
@@ -312,7 +319,7 @@ static void request_identify(struct http_request *req)
 {
     const char *given = http_request_header(req, "X-Request-Id");
     if (given && request_id_acceptable(given))
-        snprintf(req->request_id, sizeof(req->request_id), "%s", given);
+        copy_bounded(req->request_id, sizeof(req->request_id), given);
     else if (ids_ulid_new(req->request_id) != 0)
         snprintf(req->request_id, sizeof(req->request_id), "unknown");
 
@@ -354,9 +361,8 @@ static struct http_request *request_new(struct http_server *srv, struct MHD_Conn
     req->metric = METRICS_ROUTE_OTHER;
     req->started = ids_monotonic_seconds();
     req->reply_mode = MHD_RESPMEM_PERSISTENT;
-    snprintf(req->method, sizeof(req->method), "%s", method);
+    copy_bounded(req->method, sizeof(req->method), method);
     request_identify(req);
-    client_address(req);
     atomic_fetch_add(&srv->in_flight, 1);
     struct conn_watch *w = conn_watch_of(conn);
     if (w) {
@@ -528,6 +534,9 @@ static void request_admit(struct http_server *srv, struct http_request *req)
         return;
     }
     const struct http_route *r = req->route;
+    /* Named only where a name counts: inet_ntop is a printf per request. */
+    if (r->scope != HTTP_SCOPE_NONE && (srv->authorize != NULL || srv->rate_limit != NULL))
+        client_address(req);
     if (r->scope != HTTP_SCOPE_NONE && srv->authorize != NULL) {
         unsigned code = srv->authorize(srv->authorize_ctx, http_request_header(req, "Authorization"),
                                        r->scope, req->client, sizeof(req->client));

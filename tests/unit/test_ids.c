@@ -3,6 +3,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +189,57 @@ START_TEST(random_bytes_fill_large_buffer)
 }
 END_TEST
 
+/*
+ * Small draws come from a per-thread pool refilled 256 bytes at a time. Draws
+ * of sizes that do not divide it cross refills; no draw may repeat another,
+ * within a thread or across threads (each has a pool of its own). Repeats
+ * would mean a byte handed out twice: 2^-64 by chance for 8-byte draws.
+ */
+enum { DRAWS = 400, DRAW_THREADS = 4 };
+
+struct draws {
+    uint64_t v[DRAWS];
+};
+
+static void draw_all(struct draws *d)
+{
+    for (size_t i = 0; i < DRAWS; i++) {
+        unsigned char odd[3];
+        ck_assert_int_eq(ids_random_bytes(&d->v[i], sizeof(d->v[i])), 0);
+        ck_assert_int_eq(ids_random_bytes(odd, sizeof(odd)), 0); /* misalign the next */
+    }
+}
+
+static void *draw_main(void *arg)
+{
+    draw_all(arg);
+    return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+START_TEST(random_small_draws_never_repeat)
+{
+    static struct draws d[DRAW_THREADS];
+    pthread_t t[DRAW_THREADS];
+    draw_all(&d[0]); /* this thread, then others alongside each other */
+    for (int i = 1; i < DRAW_THREADS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, draw_main, &d[i]), 0);
+    for (int i = 1; i < DRAW_THREADS; i++)
+        ck_assert_int_eq(pthread_join(t[i], NULL), 0);
+    uint64_t *all = (uint64_t *)d;
+    size_t n = (size_t)DRAW_THREADS * DRAWS;
+    qsort(all, n, sizeof(uint64_t), cmp_u64);
+    for (size_t i = 1; i < n; i++)
+        ck_assert_msg(all[i] != all[i - 1], "a random draw repeated: %016llx",
+                      (unsigned long long)all[i]);
+}
+END_TEST
+
 START_TEST(clocks)
 {
     double t0 = ids_monotonic_seconds(), t1;
@@ -220,6 +272,7 @@ Suite *suite_ids(void)
 
     tcase_add_loop_test(random, random_hex_shape, 0, sizeof(hex_sizes) / sizeof(hex_sizes[0]));
     tcase_add_test(random, random_bytes_fill_large_buffer);
+    tcase_add_test(random, random_small_draws_never_repeat);
     tcase_add_test(random, clocks);
 
     suite_add_tcase(s, ulid);

@@ -6,6 +6,9 @@
  * failure prints everything the parser said next to what was expected.
  */
 #include <check.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -667,6 +670,67 @@ START_TEST(canonical_json_differs_for_different_orders)
 }
 END_TEST
 
+/*
+ * order.c writes the canonical JSON itself; it must be byte for byte what
+ * jansson's json_dumps(JSON_COMPACT | JSON_PRESERVE_ORDER) writes (stored
+ * items and idempotency records made by either must compare equal). Strings
+ * here go beyond what validation lets through (control characters), since
+ * the writer must not depend on it.
+ */
+static const char *const hostile_strings[] = {
+    "",
+    "Laptop",
+    "\"quoted\" and \\back\\slashed\\",
+    "a/b </script>",
+    "\x01\x02\x07\x08\x09\x0a\x0b\x0c\x0d\x1b\x1f end",
+    "\x7f del",
+    "caf\xc3\xa9 \xe2\x80\xa8 \xe2\x82\xac \xf0\x9f\x98\x80",
+    "\\u0041 is not unescaped",
+};
+
+static char *jansson_canonical(const struct order *o, bool whole)
+{
+    json_t *items = json_array();
+    for (size_t i = 0; i < o->item_count; i++) {
+        json_t *e = json_object();
+        json_object_set_new(e, "item", json_string(o->items[i].item));
+        json_object_set_new(e, "quantity", json_integer(o->items[i].quantity));
+        json_array_append_new(items, e);
+    }
+    json_t *root = items;
+    if (whole) {
+        root = json_object();
+        json_object_set_new(root, "customer_id", json_string(o->customer_id));
+        json_object_set_new(root, "items", items);
+    }
+    char *text = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    ck_assert_ptr_nonnull(text);
+    return text;
+}
+
+START_TEST(canonical_json_is_what_jansson_writes)
+{
+    enum { N = sizeof(hostile_strings) / sizeof(hostile_strings[0]) };
+    struct order_item items[N];
+    const int amounts[] = {1, 10000, 42, -7, 0, INT_MAX, INT_MIN, 9};
+    for (size_t i = 0; i < N; i++) {
+        items[i].item = (char *)hostile_strings[(i + (size_t)_i) % N];
+        items[i].quantity = amounts[i % (sizeof(amounts) / sizeof(amounts[0]))];
+    }
+    struct order o = {(char *)hostile_strings[_i], items, (size_t)(_i % 3 == 2 ? 0 : N - (size_t)_i)};
+    char *ours = order_canonical_json(&o), *theirs = jansson_canonical(&o, true);
+    ck_assert_str_eq(ours, theirs);
+    free(ours);
+    free(theirs);
+    ours = order_items_json(&o);
+    theirs = jansson_canonical(&o, false);
+    ck_assert_str_eq(ours, theirs);
+    free(ours);
+    free(theirs);
+}
+END_TEST
+
 /* ---- order_validate_stored: the worker's "validate again" ------------- */
 
 struct stored_case {
@@ -748,6 +812,8 @@ Suite *suite_order(void)
     tcase_add_loop_test(canonical, canonical_json_ignores_layout, 0, N(same_order_bodies));
     tcase_add_test(canonical, canonical_json_keeps_item_order_and_round_trips);
     tcase_add_test(canonical, canonical_json_differs_for_different_orders);
+    tcase_add_loop_test(canonical, canonical_json_is_what_jansson_writes, 0,
+                        (int)(sizeof(hostile_strings) / sizeof(hostile_strings[0])));
 
     suite_add_tcase(s, valid);
     suite_add_tcase(s, rules);

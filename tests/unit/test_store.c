@@ -765,6 +765,73 @@ START_TEST(enqueue_batch_is_atomic)
 }
 END_TEST
 
+/*
+ * Orders are written STORE_INSERT_ROWS_MAX per statement (sqlite): batches
+ * below, at and across that size, some orders leased, some with a key, one
+ * whose key is taken — every row must land with its own values, and a
+ * refused order must not shift the others.
+ */
+static const size_t chunk_sizes[] = {1, STORE_INSERT_ROWS_MAX - 1, STORE_INSERT_ROWS_MAX,
+                                     STORE_INSERT_ROWS_MAX + 1, 2 * STORE_INSERT_ROWS_MAX + 5,
+                                     COMMIT_BATCH_MAX};
+
+START_TEST(enqueue_rows_land_whatever_the_chunking)
+{
+    static char keys[COMMIT_BATCH_MAX][24];
+    size_t n = chunk_sizes[_i], taken_at = n / 2;
+    struct batch old, b;
+    batch_make(&old, 1, T0, "old");
+    old.orders[0].idempotency_key = "taken";
+    old.orders[0].request_json = "{}";
+    old.orders[0].response_json = "{}";
+    batch_commit(&old);
+
+    batch_make(&b, n, T0 + 100, "chunky");
+    for (size_t i = 0; i < n; i++) {
+        struct store_new_order *o = &b.orders[i];
+        if (i % 2 == 1) {
+            o->lease_receipt = 1000 + (int64_t)i;
+            o->lease_until_ms = T0 + 5000 + (int64_t)i;
+        }
+        if (i % 7 == 3 || (n > 1 && i == taken_at)) {
+            snprintf(keys[i], sizeof(keys[i]), "k%zu", i);
+            o->idempotency_key = i == taken_at ? "taken" : keys[i];
+            o->request_json = "{}";
+            o->response_json = "{}";
+        }
+    }
+    ck_assert_int_eq(store_enqueue_batch(st, b.orders, n, NO_LIMIT), STORE_OK);
+
+    size_t stored = 0, leased = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool refused = n > 1 && i == taken_at;
+        ck_assert_int_eq(b.orders[i].result, refused ? STORE_ECONFLICT : STORE_OK);
+        char sql[1024];
+        snprintf(sql, sizeof(sql),
+                 "SELECT count(*) FROM orders o JOIN queue q USING (order_id) WHERE "
+                 "o.order_id = '%s' AND o.customer_id = 'chunky' AND o.items = '%s' AND "
+                 "o.status = 'queued' AND o.created_at = %lld AND o.traceparent = '%s' AND "
+                 "q.enqueued_at = o.created_at AND q.visible_at = %lld AND "
+                 "q.receive_count = %d AND q.receipt IS %s",
+                 b.text[i].id, b.text[i].items, (long long)(T0 + 100 + (int64_t)i),
+                 b.text[i].traceparent,
+                 (long long)(i % 2 ? T0 + 5000 + (int64_t)i : T0 + 100 + (int64_t)i),
+                 i % 2 ? 1 : 0, i % 2 ? (i == 1 ? "1001" : "NOT NULL") : "NULL");
+        ck_assert_msg(sql_int(dbpath, sql) == (refused ? 0 : 1), "order %zu of %zu", i, n);
+        stored += !refused;
+        leased += !refused && i % 2 == 1;
+    }
+    ck_assert_int_eq(sql_int(dbpath, "SELECT count(*) FROM orders WHERE customer_id = 'chunky'"),
+                     (int64_t)stored);
+    ck_assert_int_eq(sql_int(dbpath, "SELECT count(*) FROM queue"), (int64_t)stored + 1);
+    ck_assert_int_eq(sql_int(dbpath, "SELECT count(DISTINCT receipt) FROM queue"),
+                     (int64_t)leased);
+    ck_assert_uint_eq(stats().queue_depth, stored + 1);
+    batch_free(&old);
+    batch_free(&b);
+}
+END_TEST
+
 struct depth_case {
     size_t existing;   /* messages already queued */
     uint64_t max_depth;
@@ -1834,6 +1901,8 @@ Suite *suite_store(void)
     tc = tcase_new("intake", make_root);
     tcase_add_test(tc, enqueue_writes_orders_and_messages);
     tcase_add_test(tc, enqueue_batch_is_atomic);
+    tcase_add_loop_test(tc, enqueue_rows_land_whatever_the_chunking, 0,
+                        (int)(sizeof(chunk_sizes) / sizeof(chunk_sizes[0])));
     tcase_add_loop_test(tc, enqueue_respects_max_depth, 0, N_OF(depth_cases));
     tcase_add_test(tc, idempotency_key_stored_with_order);
     tcase_add_test(tc, idempotency_key_taken_in_later_batch);

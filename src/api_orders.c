@@ -173,8 +173,8 @@ static void pending_free(struct pending_order *p)
 }
 
 /* Takes body (the reply owns and frees it). */
-static void reply_accepted(struct http_request *req, const char *order_id, char *body,
-                           bool replayed)
+static void reply_accepted(struct http_request *req, const char order_id[ID_ULID_LEN + 1],
+                           char *body, bool replayed)
 {
     char location[sizeof("/orders/") + ID_ULID_LEN];
     memcpy(location, "/orders/", sizeof("/orders/") - 1);

@@ -1,6 +1,7 @@
 /*
  * order.c — the order model: parse a request body with jansson, validate it
- * against SPEC "Validation", and write the canonical JSON that is stored.
+ * against SPEC "Validation", and write the canonical JSON that is stored
+ * (by hand, byte for byte what jansson's compact dump would write).
  *
  * Parsing happens in three steps: a byte pre-scan that refuses deep nesting
  * before jansson spends anything on it; jansson itself (duplicate keys,

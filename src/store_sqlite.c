@@ -579,16 +579,18 @@ static int migrate(sqlite3 *db)
     "INSERT INTO queue(order_id, enqueued_at, visible_at, receive_count, receipt) VALUES "
 #define INSERT_QUEUE_ROW "(?, ?, ?, ?, ?)"
 
-/* Prepares "HEAD row, row, ..." with rows rows into *out. */
+/* Prepares "HEAD row, row, ..." with rows rows into *out (at open, not per order). */
 static int prepare_rows(sqlite3 *db, const char *head, const char *row, int rows,
                         sqlite3_stmt **out)
 {
-    char sql[sizeof(INSERT_QUEUE_HEAD) + STORE_INSERT_ROWS_MAX * sizeof(INSERT_ORDERS_ROW ", ")];
-    size_t len = strlen(head);
-    memcpy(sql, head, len + 1);
-    for (int i = 0; i < rows; i++) {
-        assert(len + strlen(row) + 3 < sizeof(sql));
-        len += (size_t)sprintf(sql + len, "%s%s", i ? ", " : "", row);
+    char sql[sizeof(INSERT_ORDERS_HEAD) + sizeof(INSERT_QUEUE_HEAD) +
+             STORE_INSERT_ROWS_MAX * (sizeof(INSERT_ORDERS_ROW) + sizeof(INSERT_QUEUE_ROW) + 2)];
+    int len = snprintf(sql, sizeof(sql), "%s", head);
+    for (int i = 0; i < rows && len > 0 && (size_t)len < sizeof(sql); i++)
+        len += snprintf(sql + len, sizeof(sql) - (size_t)len, "%s%s", i ? ", " : "", row);
+    if (len <= 0 || (size_t)len >= sizeof(sql)) {
+        log_error(NULL, "store: the INSERT of %d rows does not fit its buffer", rows);
+        return STORE_EINTERNAL;
     }
     int rc = sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
     return rc == SQLITE_OK ? STORE_OK : fail(db, rc, sql);

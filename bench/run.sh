@@ -57,6 +57,19 @@ free_port() {
     exit 1
 }
 
+# wait_answering PORT NAME LOG — returns once 127.0.0.1:PORT answers HTTP
+# (5 s at most); else prints LOG and ends the bench.
+wait_answering() {
+    local port=$1 name=$2 log=$3
+    for _ in $(seq 1 50); do
+        curl -s -o /dev/null "http://127.0.0.1:$port/" && return
+        sleep 0.1
+    done
+    echo "bench: $name did not start" >&2
+    cat "$log" >&2
+    exit 1
+}
+
 start_nginx() {
     local port=$1
     mkdir -p "$tmp/nginx/logs"
@@ -79,26 +92,14 @@ http {
 EOF
     nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>"$tmp/nginx/err.log" &
     nginx_pid=$!
-    for _ in $(seq 1 50); do
-        curl -s -o /dev/null "http://127.0.0.1:$port/" && return
-        sleep 0.1
-    done
-    echo "bench: nginx did not start" >&2
-    cat "$tmp/nginx/err.log" >&2
-    exit 1
+    wait_answering "$port" nginx "$tmp/nginx/err.log"
 }
 
 start_mhd_static() {
     local port=$1
     "$mhd_bin" "$port" 2>"$tmp/mhd_static.log" &
     mhd_pid=$!
-    for _ in $(seq 1 50); do
-        curl -s -o /dev/null "http://127.0.0.1:$port/" && return
-        sleep 0.1
-    done
-    echo "bench: mhd_static did not start" >&2
-    cat "$tmp/mhd_static.log" >&2
-    exit 1
+    wait_answering "$port" mhd_static "$tmp/mhd_static.log"
 }
 
 start_orderd() {

@@ -21,13 +21,13 @@
  * nothing in the output (tests/unit/test_metrics.c checks this).
  */
 #include "metrics.h"
+#include "strbuf.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -221,87 +221,18 @@ const char *metrics_route_label(enum metrics_route route)
 /* ---- rendering ------------------------------------------------------------ */
 
 /* A growing output buffer; after the first failed allocation every append is a no-op. */
-struct buf {
-    char *p;
-    size_t len;
-    size_t cap;
-    bool failed;
-};
-
-static bool buf_reserve(struct buf *b, size_t more)
-{
-    if (b->failed)
-        return false;
-    if (b->cap - b->len > more)
-        return true;
-    size_t cap = b->cap ? b->cap : RENDER_INITIAL_CAP;
-    while (cap - b->len <= more) {
-        if (cap > SIZE_MAX / 2) {
-            b->failed = true;
-            return false;
-        }
-        cap *= 2;
-    }
-    char *p = realloc(b->p, cap);
-    if (p == NULL) {
-        b->failed = true;
-        return false;
-    }
-    b->p = p;
-    b->cap = cap;
-    return true;
-}
-
-static void buf_add(struct buf *b, const char *s, size_t n)
-{
-    if (!buf_reserve(b, n))
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
-
-__attribute__((format(printf, 2, 3))) static void buf_printf(struct buf *b, const char *fmt, ...)
-{
-    char small[256];
-    va_list ap;
-
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof(small), fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->failed = true;
-        return;
-    }
-    if ((size_t)n < sizeof(small)) {
-        buf_add(b, small, (size_t)n);
-        return;
-    }
-    if (!buf_reserve(b, (size_t)n))
-        return;
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
 /* A label value: backslash, double quote and newline escaped. */
-static void buf_label_value(struct buf *b, const char *s)
+static void buf_label_value(struct strbuf *b, const char *s)
 {
     for (const char *p = s; *p != '\0'; p++) {
         if (*p == '\\')
-            buf_add(b, "\\\\", 2);
+            strbuf_add(b, "\\\\", 2);
         else if (*p == '"')
-            buf_add(b, "\\\"", 2);
+            strbuf_add(b, "\\\"", 2);
         else if (*p == '\n')
-            buf_add(b, "\\n", 2);
+            strbuf_add(b, "\\n", 2);
         else
-            buf_add(b, p, 1);
+            strbuf_add(b, p, 1);
     }
 }
 
@@ -334,51 +265,51 @@ static void format_double(char out[40], double v)
     }
 }
 
-static void buf_double(struct buf *b, double v)
+static void buf_double(struct strbuf *b, double v)
 {
     char s[40];
 
     format_double(s, v);
-    buf_str(b, s);
+    strbuf_str(b, s);
 }
 
-static void family(struct buf *b, const char *name, const char *type, const char *help)
+static void family(struct strbuf *b, const char *name, const char *type, const char *help)
 {
-    buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    strbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* One histogram's samples; route may be NULL (no labels). */
-static void render_histogram(struct buf *b, const char *name, const char *route,
+static void render_histogram(struct strbuf *b, const char *name, const char *route,
                              const struct histogram *h)
 {
     uint64_t cumulative = 0;
 
     for (size_t i = 0; i < BUCKET_COUNT; i++) {
         cumulative += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
-        buf_printf(b, "%s_bucket{", name);
+        strbuf_printf(b, "%s_bucket{", name);
         if (route != NULL) {
-            buf_str(b, "route=\"");
+            strbuf_str(b, "route=\"");
             buf_label_value(b, route);
-            buf_str(b, "\",");
+            strbuf_str(b, "\",");
         }
-        buf_printf(b, "le=\"%s\"} %" PRIu64 "\n",
+        strbuf_printf(b, "le=\"%s\"} %" PRIu64 "\n",
                    i < BUCKET_FINITE ? bucket_labels[i] : "+Inf", cumulative);
     }
     uint64_t sum_ns = atomic_load_explicit(&h->sum_ns, memory_order_relaxed);
     const char *suffixes[] = {"_sum", "_count"};
     for (int k = 0; k < 2; k++) {
-        buf_printf(b, "%s%s", name, suffixes[k]);
+        strbuf_printf(b, "%s%s", name, suffixes[k]);
         if (route != NULL) {
-            buf_str(b, "{route=\"");
+            strbuf_str(b, "{route=\"");
             buf_label_value(b, route);
-            buf_str(b, "\"}");
+            strbuf_str(b, "\"}");
         }
-        buf_str(b, " ");
+        strbuf_str(b, " ");
         if (k == 0)
             buf_double(b, (double)sum_ns / 1e9);
         else
-            buf_printf(b, "%" PRIu64, cumulative);
-        buf_str(b, "\n");
+            strbuf_printf(b, "%" PRIu64, cumulative);
+        strbuf_str(b, "\n");
     }
 }
 
@@ -391,37 +322,37 @@ static uint64_t histogram_count(const struct histogram *h)
     return n;
 }
 
-static void render_counters(struct buf *b, const struct metrics *m)
+static void render_counters(struct strbuf *b, const struct metrics *m)
 {
     for (int c = 0; c < METRICS_COUNTER_COUNT; c++) {
         family(b, counter_info[c].name, "counter", counter_info[c].help);
-        buf_printf(b, "%s %" PRIu64 "\n", counter_info[c].name,
+        strbuf_printf(b, "%s %" PRIu64 "\n", counter_info[c].name,
                    metrics_counter_get(m, (enum metrics_counter)c));
     }
 }
 
-static void render_queue_gauges(struct buf *b, metrics_gauge_fn fn, void *arg)
+static void render_queue_gauges(struct strbuf *b, metrics_gauge_fn fn, void *arg)
 {
     struct metrics_queue_gauges g = {0, 0, 0};
     bool up = fn != NULL && fn(arg, &g) >= 0;
 
     if (up) {
         family(b, "orderd_queue_depth", "gauge", "Orders waiting in the queue.");
-        buf_printf(b, "orderd_queue_depth %" PRIu64 "\n", g.queue_depth);
+        strbuf_printf(b, "orderd_queue_depth %" PRIu64 "\n", g.queue_depth);
         family(b, "orderd_queue_oldest_age_seconds", "gauge",
                 "Age of the oldest order waiting in the queue (0 when empty).");
-        buf_str(b, "orderd_queue_oldest_age_seconds ");
+        strbuf_str(b, "orderd_queue_oldest_age_seconds ");
         buf_double(b, g.oldest_age_seconds);
-        buf_str(b, "\n");
+        strbuf_str(b, "\n");
         family(b, "orderd_dlq_depth", "gauge", "Orders in the dead-letter table.");
-        buf_printf(b, "orderd_dlq_depth %" PRIu64 "\n", g.dlq_depth);
+        strbuf_printf(b, "orderd_dlq_depth %" PRIu64 "\n", g.dlq_depth);
     }
     family(b, "orderd_storage_up", "gauge",
            "Whether this scrape could read the queue gauges from storage (1) or not (0).");
-    buf_printf(b, "orderd_storage_up %d\n", up ? 1 : 0);
+    strbuf_printf(b, "orderd_storage_up %d\n", up ? 1 : 0);
 }
 
-static void render_http(struct buf *b, const struct metrics *m)
+static void render_http(struct strbuf *b, const struct metrics *m)
 {
     family(b, "orderd_http_requests_total", "counter",
            "HTTP requests answered, by route template and status code.");
@@ -430,9 +361,9 @@ static void render_http(struct buf *b, const struct metrics *m)
             uint64_t n = atomic_load_explicit(&m->http_requests[r][s], memory_order_relaxed);
             if (n == 0)
                 continue;
-            buf_str(b, "orderd_http_requests_total{route=\"");
+            strbuf_str(b, "orderd_http_requests_total{route=\"");
             buf_label_value(b, route_labels[r]);
-            buf_printf(b, "\",code=\"%d\"} %" PRIu64 "\n", s + HTTP_STATUS_MIN, n);
+            strbuf_printf(b, "\",code=\"%d\"} %" PRIu64 "\n", s + HTTP_STATUS_MIN, n);
         }
     }
     family(b, "orderd_http_request_duration_seconds", "histogram",
@@ -445,7 +376,7 @@ static void render_http(struct buf *b, const struct metrics *m)
 }
 
 /* The pipeline behind the API: durable intake and processing. */
-static void render_pipeline(struct buf *b, const struct metrics *m)
+static void render_pipeline(struct strbuf *b, const struct metrics *m)
 {
     family(b, "orderd_processing_duration_seconds", "histogram",
            "Time taken by one processing attempt of an order, success or failure.");
@@ -456,14 +387,14 @@ static void render_pipeline(struct buf *b, const struct metrics *m)
     render_histogram(b, "orderd_storage_sync_duration_seconds", NULL, &m->sync);
 }
 
-static void render_build_info(struct buf *b, const char *version, const char *sqlite_version)
+static void render_build_info(struct strbuf *b, const char *version, const char *sqlite_version)
 {
     family(b, "orderd_build_info", "gauge", "Build information; the value is always 1.");
-    buf_str(b, "orderd_build_info{version=\"");
+    strbuf_str(b, "orderd_build_info{version=\"");
     buf_label_value(b, version);
-    buf_str(b, "\",sqlite_version=\"");
+    strbuf_str(b, "\",sqlite_version=\"");
     buf_label_value(b, sqlite_version);
-    buf_str(b, "\"} 1\n");
+    strbuf_str(b, "\"} 1\n");
 }
 
 /* ---- process_* from /proc/self ------------------------------------------ */
@@ -527,23 +458,23 @@ static int count_open_fds(uint64_t *n)
     return 0;
 }
 
-static void sample_u64(struct buf *b, const char *name, const char *type, const char *help,
+static void sample_u64(struct strbuf *b, const char *name, const char *type, const char *help,
                       uint64_t v)
 {
     family(b, name, type, help);
-    buf_printf(b, "%s %" PRIu64 "\n", name, v);
+    strbuf_printf(b, "%s %" PRIu64 "\n", name, v);
 }
 
-static void sample_double(struct buf *b, const char *name, const char *type, const char *help,
+static void sample_double(struct strbuf *b, const char *name, const char *type, const char *help,
                          double v)
 {
     family(b, name, type, help);
-    buf_printf(b, "%s ", name);
+    strbuf_printf(b, "%s ", name);
     buf_double(b, v);
-    buf_str(b, "\n");
+    strbuf_str(b, "\n");
 }
 
-static void render_process(struct buf *b)
+static void render_process(struct strbuf *b)
 {
     char stat[1024];
     long ticks = sysconf(_SC_CLK_TCK);
@@ -589,7 +520,7 @@ static void render_process(struct buf *b)
 
 char *metrics_render(struct metrics *m, size_t *len)
 {
-    struct buf b = {NULL, 0, 0, false};
+    struct strbuf b = STRBUF_INIT;
     metrics_gauge_fn fn;
     void *arg;
     char *version = NULL, *sqlite_version = NULL;
@@ -605,7 +536,7 @@ char *metrics_render(struct metrics *m, size_t *len)
     }
     pthread_mutex_unlock(&m->lock);
 
-    buf_reserve(&b, RENDER_INITIAL_CAP - 1);
+    strbuf_reserve(&b, RENDER_INITIAL_CAP - 1);
     render_counters(&b, m);
     render_queue_gauges(&b, fn, arg);
     render_http(&b, m);
@@ -616,11 +547,9 @@ char *metrics_render(struct metrics *m, size_t *len)
     free(version);
     free(sqlite_version);
 
-    if (b.failed) {
-        free(b.p);
-        return NULL;
-    }
-    if (len != NULL)
-        *len = b.len;
-    return b.p;
+    size_t rendered = b.len;
+    char *text = strbuf_finish(&b);
+    if (text != NULL && len != NULL)
+        *len = rendered;
+    return text;
 }

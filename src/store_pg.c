@@ -128,6 +128,7 @@
 #include "ids.h"
 #include "log.h"
 #include "store_int.h"
+#include "strbuf.h"
 
 #define SCHEMA_VERSION 1
 #define STORE_PG_LOCK_ID "8030604196226347009" /* 0x6f72646572640001: "orderd" 0 1 */
@@ -524,82 +525,53 @@ static int64_t col_i64(const PGresult *r, int row, int col)
 }
 
 /*
- * A PostgreSQL array literal being built: {"a","b",NULL,...}. Elements are
- * quoted with " and \ escaped, so any text goes through; failed is set when
- * memory ran out and the literal is then not used.
+ * A PostgreSQL array literal being built in a strbuf: {"a","b",NULL,...}.
+ * Elements are quoted with " and \ escaped, so any text goes through; when
+ * memory ran out (failed) the literal is not used.
  */
-struct arr {
-    char *p;
-    size_t len, cap;
-    bool failed;
-};
-
-static void arr_put(struct arr *a, const char *s, size_t n)
+static void arr_sep(struct strbuf *a)
 {
-    if (a->failed)
-        return;
-    if (a->len + n + 2 > a->cap) {
-        size_t cap = a->cap ? a->cap : 256;
-        while (a->len + n + 2 > cap)
-            cap *= 2;
-        char *p = realloc(a->p, cap);
-        if (p == NULL) {
-            a->failed = true;
-            return;
-        }
-        a->p = p;
-        a->cap = cap;
-    }
-    memcpy(a->p + a->len, s, n);
-    a->len += n;
+    strbuf_add(a, a->len == 0 ? "{" : ",", 1);
 }
 
-static void arr_sep(struct arr *a)
-{
-    arr_put(a, a->len == 0 ? "{" : ",", 1);
-}
-
-static void arr_text(struct arr *a, const char *s)
+static void arr_text(struct strbuf *a, const char *s)
 {
     arr_sep(a);
     if (s == NULL) {
-        arr_put(a, "NULL", 4);
+        strbuf_add(a, "NULL", 4);
         return;
     }
-    arr_put(a, "\"", 1);
+    strbuf_add(a, "\"", 1);
     for (const char *p = s; *p; p++) {
         size_t run_len = strcspn(p, "\"\\");
-        arr_put(a, p, run_len);
+        strbuf_add(a, p, run_len);
         p += run_len;
         if (*p == '\0')
             break;
-        arr_put(a, "\\", 1);
-        arr_put(a, p, 1);
+        strbuf_add(a, "\\", 1);
+        strbuf_add(a, p, 1);
     }
-    arr_put(a, "\"", 1);
+    strbuf_add(a, "\"", 1);
 }
 
-static void arr_i64(struct arr *a, int64_t v)
+static void arr_i64(struct strbuf *a, int64_t v)
 {
     struct num n;
     const char *text = num(&n, v);
     arr_sep(a);
-    arr_put(a, text, strlen(text));
+    strbuf_add(a, text, strlen(text));
 }
 
 /* The finished literal ("{}" when empty); NULL when memory ran out. */
-static const char *arr_end(struct arr *a)
+static const char *arr_end(struct strbuf *a)
 {
     if (a->len == 0)
-        arr_put(a, "{", 1);
-    arr_put(a, "}", 1);
-    if (a->failed)
-        return NULL;
-    a->p[a->len] = '\0';
-    return a->p;
+        strbuf_add(a, "{", 1);
+    strbuf_add(a, "}", 1);
+    return a->failed ? NULL : a->p;
 }
 
-static void arrs_free(struct arr *a, size_t n)
+static void arrs_free(struct strbuf *a, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(a[i].p);
@@ -967,7 +939,7 @@ static int enqueue_exec(struct pg_store *s, struct store_new_order *orders, cons
 {
     struct pg_conn *c = &s->intake;
     enum { COLS = 8 };
-    struct arr a[COLS];
+    struct strbuf a[COLS];
     memset(a, 0, sizeof(a));
     for (size_t j = 0; j < m; j++) {
         const struct store_new_order *o = &orders[idx[j]];
@@ -1257,7 +1229,7 @@ static int settle_exec(struct pg_conn *c, struct store_settlement *items, size_t
                        int64_t now_ms, size_t *removed, size_t *dead)
 {
     enum { COLS = 6 };
-    struct arr a[COLS];
+    struct strbuf a[COLS];
     memset(a, 0, sizeof(a));
     for (size_t i = 0; i < n; i++) {
         const struct store_settlement *it = &items[i];
@@ -1464,7 +1436,7 @@ static int pgs_release(struct store *base, const struct store_message *msgs, siz
     struct pg_store *s = pgs(base);
     if (n == 0)
         return STORE_OK;
-    struct arr a[2];
+    struct strbuf a[2];
     memset(a, 0, sizeof(a));
     for (size_t i = 0; i < n; i++) {
         arr_text(&a[0], msgs[i].order_id);

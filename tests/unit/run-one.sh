@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run-one.sh SUITE SRC... — builds and runs one unit suite against only the given
-# sources, under ASan+UBSan, while the rest of the tree may not compile yet.
+# sources (plus the tests' tmpdir.c), under ASan+UBSan, while the rest of the tree
+# may not compile yet.
 # Example: tests/unit/run-one.sh config src/config.c src/log.c
 set -euo pipefail
 suite=$1; shift
@@ -24,6 +25,6 @@ read -ra pkg_libs <<<"$(pkg-config --libs "${PKGS[@]}")"
 cc -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
    -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -pthread \
    -Iinclude -D_GNU_SOURCE -DORDERD_VERSION='"test"' "${pkg_cflags[@]}" \
-   -o "$out/t" "$out/main.c" "tests/unit/test_$suite.c" "$@" \
+   -o "$out/t" "$out/main.c" "tests/unit/test_$suite.c" tests/unit/tmpdir.c "$@" \
    "${pkg_libs[@]}" -lm
 CK_FORK=yes "$out/t"

@@ -5,6 +5,7 @@
  */
 SUITE(config)
 SUITE(log)
+SUITE(strbuf)
 SUITE(ids)
 SUITE(trace)
 SUITE(order)

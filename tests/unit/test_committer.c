@@ -14,7 +14,6 @@
  */
 #include <check.h>
 #include <errno.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -30,6 +29,7 @@
 #include "ids.h"
 #include "metrics.h"
 #include "store.h"
+#include "tmpdir.h"
 
 Suite *suite_committer(void);
 
@@ -44,34 +44,19 @@ static char dbpath[1100];
 static struct store *st;
 static atomic_int done_total; /* done() calls of the current test */
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static void make_root(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(root, sizeof(root), "%s/orderd-test-committer.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (mkdtemp(root) == NULL) {
-        perror("test_committer: mkdtemp");
-        abort();
-    }
+    tmpdir_make(root, sizeof(root), NULL, "orderd-test-committer");
 }
 
 static void remove_root(void)
 {
-    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmpdir_remove(root);
 }
 
 static void open_store(enum durability durability)
 {
-    snprintf(dir, sizeof(dir), "%s/t.XXXXXX", root);
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    tmpdir_make(dir, sizeof(dir), root, "t");
     snprintf(dbpath, sizeof(dbpath), "%s/orderd.db", dir);
     struct store_options opts = {.path = dbpath, .durability = durability};
     ck_assert_int_eq(store_open(&opts, &st), STORE_OK);
@@ -94,7 +79,7 @@ static void teardown(void)
 {
     store_close(st);
     st = NULL;
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmpdir_remove(dir);
 }
 
 /* ---- items ----------------------------------------------------------------- */

@@ -22,7 +22,6 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -39,6 +38,7 @@
 #include "bounds.h"
 #include "ids.h"
 #include "store.h"
+#include "tmpdir.h"
 
 Suite *suite_store(void);
 
@@ -114,28 +114,9 @@ static void psql_line(const char *sql, char *out, size_t size)
     out[line] = '\0';
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
-static void rm_rf(const char *path)
-{
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static void make_root(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(root, sizeof(root), "%s/orderd-test-store.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (mkdtemp(root) == NULL) {
-        perror("test_store: mkdtemp");
-        abort();
-    }
+    tmpdir_make(root, sizeof(root), NULL, "orderd-test-store");
 }
 
 static void remove_root(void)
@@ -143,7 +124,7 @@ static void remove_root(void)
     if (root_is_tmpfs)
         umount2(root, MNT_DETACH);
     root_is_tmpfs = false;
-    rm_rf(root);
+    tmpdir_remove(root);
 }
 
 static void make_tmpfs_root(void)
@@ -163,8 +144,7 @@ static void open_store_at(const char *path, struct store **out)
 
 static void setup(void)
 {
-    snprintf(dir, sizeof(dir), "%s/t.XXXXXX", root);
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    tmpdir_make(dir, sizeof(dir), root, "t");
     snprintf(dbpath, sizeof(dbpath), "%s/orderd.db", dir);
     if (pg_dsn()) {
         char none[8];
@@ -179,7 +159,7 @@ static void teardown(void)
 {
     store_close(st);
     st = NULL;
-    rm_rf(dir);
+    tmpdir_remove(dir);
 }
 
 /* ---- orders made by the tests --------------------------------------------------------------- */

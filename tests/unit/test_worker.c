@@ -11,7 +11,6 @@
  * process (unchecked fixture), so a failed or timed-out child leaves nothing.
  */
 #include <check.h>
-#include <ftw.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +22,7 @@
 #include "ids.h"
 #include "metrics.h"
 #include "store.h"
+#include "tmpdir.h"
 #include "worker.h"
 
 Suite *suite_worker(void);
@@ -42,34 +42,19 @@ static char dbpath[1100];
 static struct store *st;
 static struct metrics *metrics;
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    remove(path);
-    return 0;
-}
-
 static void make_root(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(root, sizeof(root), "%s/orderd-test-worker.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (mkdtemp(root) == NULL) {
-        perror("test_worker: mkdtemp");
-        abort();
-    }
+    tmpdir_make(root, sizeof(root), NULL, "orderd-test-worker");
 }
 
 static void remove_root(void)
 {
-    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmpdir_remove(root);
 }
 
 static void setup(void)
 {
-    snprintf(dir, sizeof(dir), "%s/t.XXXXXX", root);
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    tmpdir_make(dir, sizeof(dir), root, "t");
     snprintf(dbpath, sizeof(dbpath), "%s/orderd.db", dir);
     struct store_options opts = {.path = dbpath, .durability = DURABILITY_NORMAL};
     ck_assert_int_eq(store_open(&opts, &st), STORE_OK);
@@ -82,7 +67,7 @@ static void teardown(void)
     metrics = NULL;
     store_close(st);
     st = NULL;
-    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tmpdir_remove(dir);
 }
 
 /* ---- helpers ----------------------------------------------------------------- */

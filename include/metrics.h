@@ -12,6 +12,7 @@
 #define ORDERD_METRICS_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 enum metrics_counter {
@@ -45,6 +46,12 @@ struct metrics_queue_gauges {
     uint64_t queue_depth;
     double oldest_age_seconds;    /* 0 when the queue is empty */
     uint64_t dlq_depth;
+    /* SQLite's WAL (rendered only when has_wal): its size and checkpoints. */
+    bool has_wal;
+    uint64_t wal_bytes;
+    uint64_t checkpoints_completed;
+    uint64_t checkpoints_partial;
+    uint64_t checkpoints_failed;
 };
 
 /* Fills g; returns 0, or negative when storage cannot be read (gauges omitted). */

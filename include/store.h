@@ -160,8 +160,16 @@ struct store_stats {
     uint64_t queue_depth;
     uint64_t dlq_depth;
     int64_t oldest_enqueued_at_ms; /* 0 when the queue is empty */
+    /* SQLite only (has_wal false elsewhere): the WAL file's size and the
+     * checkpoints of wal_checkpointer.h — completed, held back by a reader's
+     * snapshot (partial), failed. */
+    bool has_wal;
+    uint64_t wal_bytes;
+    uint64_t checkpoints_completed;
+    uint64_t checkpoints_partial;
+    uint64_t checkpoints_failed;
 };
-/* Cheap: counters kept in memory plus one indexed lookup. */
+/* Cheap: counters kept in memory, one indexed lookup, one stat(2). */
 int store_stats(struct store *s, struct store_stats *out);
 
 /* True when a write transaction can be started now (readiness). */

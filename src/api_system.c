@@ -61,6 +61,11 @@ int api_system_queue_gauges(void *arg, struct metrics_queue_gauges *g)
         return err;
     g->queue_depth = st.queue_depth;
     g->dlq_depth = st.dlq_depth;
+    g->has_wal = st.has_wal;
+    g->wal_bytes = st.wal_bytes;
+    g->checkpoints_completed = st.checkpoints_completed;
+    g->checkpoints_partial = st.checkpoints_partial;
+    g->checkpoints_failed = st.checkpoints_failed;
     g->oldest_age_seconds = 0;
     if (st.oldest_enqueued_at_ms > 0) {
         int64_t age = ids_now_ms() - st.oldest_enqueued_at_ms;

@@ -331,9 +331,26 @@ static void render_counters(struct strbuf *b, const struct metrics *m)
     }
 }
 
+/* SQLite's write-ahead log: a WAL that only grows means checkpoints are held
+ * back or failing (etc/prometheus/orderd-alerts.yml, OrderdWalGrowing). */
+static void render_wal(struct strbuf *b, const struct metrics_queue_gauges *g)
+{
+    family(b, "orderd_storage_wal_bytes", "gauge",
+           "Size of the SQLite write-ahead log file; checkpoints bring it back to the same size.");
+    strbuf_printf(b, "orderd_storage_wal_bytes %" PRIu64 "\n", g->wal_bytes);
+    family(b, "orderd_storage_checkpoints_total", "counter",
+           "WAL checkpoints by result: completed (the whole WAL copied into the database), "
+           "partial (a reader's snapshot or another checkpoint held part back), failed.");
+    strbuf_printf(b,
+                  "orderd_storage_checkpoints_total{result=\"completed\"} %" PRIu64 "\n"
+                  "orderd_storage_checkpoints_total{result=\"partial\"} %" PRIu64 "\n"
+                  "orderd_storage_checkpoints_total{result=\"failed\"} %" PRIu64 "\n",
+                  g->checkpoints_completed, g->checkpoints_partial, g->checkpoints_failed);
+}
+
 static void render_queue_gauges(struct strbuf *b, metrics_gauge_fn fn, void *arg)
 {
-    struct metrics_queue_gauges g = {0, 0, 0};
+    struct metrics_queue_gauges g = {0};
     bool up = fn != NULL && fn(arg, &g) >= 0;
 
     if (up) {
@@ -346,6 +363,8 @@ static void render_queue_gauges(struct strbuf *b, metrics_gauge_fn fn, void *arg
         strbuf_str(b, "\n");
         family(b, "orderd_dlq_depth", "gauge", "Orders in the dead-letter table.");
         strbuf_printf(b, "orderd_dlq_depth %" PRIu64 "\n", g.dlq_depth);
+        if (g.has_wal)
+            render_wal(b, &g);
     }
     family(b, "orderd_storage_up", "gauge",
            "Whether this scrape could read the queue gauges from storage (1) or not (0).");

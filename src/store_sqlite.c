@@ -48,6 +48,8 @@
  *   and admin transactions run with synchronous=NORMAL — in WAL mode a later
  *   FULL commit syncs them too, and a lost settlement is only a redelivery.
  *   Reads go to a small pool of read-only connections (WAL: never blocked).
+ *   The checkpointer thread (wal_checkpointer.h) has a connection of its own
+ *   and takes write_lock only for the last part of each checkpoint.
  *
  * The functions of store.h reach this file through store.c and the table
  * sq_ops at its end; store_backup() and store_sqlite_version() are public here.
@@ -68,6 +70,7 @@
 #include "ids.h"
 #include "log.h"
 #include "store_int.h"
+#include "wal_checkpointer.h"
 
 #define SCHEMA_VERSION 2
 
@@ -272,6 +275,10 @@ struct sq_store {
     int wal_fd;
     _Atomic uint64_t commits_to_sync; /* intake commits left to sq_sync, so far */
     _Atomic uint64_t commits_synced;  /* of those, known durable */
+
+    /* Copies the WAL into the database file off the writer's path. */
+    struct wal_checkpointer *checkpointer;
+    char *wal_path;
 };
 
 static const struct store_ops sq_ops;
@@ -657,15 +664,15 @@ static int prepare_file(const char *path)
 }
 
 /*
- * The writer checkpoints by itself every STORE_WAL_CHECKPOINT_PAGES WAL pages
- * (SQLite's default, kept on purpose). A checkpoint runs inside the commit
- * that crosses the mark, under the write lock, and syncs the WAL and the
- * database file. Ten times fewer checkpoints gave +5 % orders/s but each one
- * then copied ten times the pages (a growing database adds new leaf pages
- * all the time): 30-40 ms stalls, p99 of durability normal from 5 to 36 ms
- * (docs/performance.md). The WAL file is cut back to STORE_WAL_SIZE_LIMIT
- * when it restarts, so a long read that held checkpoints back does not
- * leave a huge file behind.
+ * Checkpoints: every STORE_WAL_CHECKPOINT_PAGES WAL pages (SQLite's default
+ * mark, kept on purpose: ten times fewer checkpoints each copied ten times the
+ * pages, 30-40 ms at a time), by the checkpointer thread (wal_checkpointer.h)
+ * rather than inside the commit that crosses the mark: under the write lock
+ * it copies only what was appended while it worked. SQLite's automatic
+ * checkpoint is set here all the same: it is what a writer that runs without
+ * the thread (a migration, the backup source) does. The WAL file is cut back
+ * to STORE_WAL_SIZE_LIMIT when it restarts, so a long read that held
+ * checkpoints back does not leave a huge file behind.
  */
 static int set_checkpointing(sqlite3 *db)
 {
@@ -673,6 +680,21 @@ static int set_checkpointing(sqlite3 *db)
     snprintf(sql, sizeof(sql), "PRAGMA wal_autocheckpoint=%d; PRAGMA journal_size_limit=%d",
              STORE_WAL_CHECKPOINT_PAGES, STORE_WAL_SIZE_LIMIT);
     return exec_sql(db, sql, "open");
+}
+
+static int start_checkpointer(struct sq_store *s)
+{
+    if (asprintf(&s->wal_path, "%s-wal", s->path) < 0) {
+        s->wal_path = NULL;
+        return STORE_ENOMEM;
+    }
+    struct wal_checkpointer_options o = {
+        .path = s->path,
+        .frames = STORE_WAL_CHECKPOINT_PAGES,
+        .writer = s->writer,
+        .write_lock = &s->write_lock,
+    };
+    return wal_checkpointer_start(&o, &s->checkpointer) == 0 ? STORE_OK : STORE_EOPEN;
 }
 
 static int open_writer(struct sq_store *s)
@@ -761,6 +783,7 @@ int store_sqlite_open(const struct store_options *opts, struct store **out)
     if (pthread_cond_init(&s->reader_free, NULL) != 0)
         goto fail_readers_lock;
     if (open_writer(s) != STORE_OK || open_readers(s) != STORE_OK || open_wal_for_sync(s) != STORE_OK ||
+        start_checkpointer(s) != STORE_OK ||
         count_rows(s->writer, "SELECT count(*) FROM queue", &s->queue_depth) != STORE_OK ||
         count_rows(s->writer, "SELECT count(*) FROM dead_letters", &s->dlq_depth) != STORE_OK) {
         sq_destroy(s);
@@ -793,6 +816,7 @@ static void sq_destroy(struct sq_store *s)
 {
     for (int i = 0; i < STORE_READERS; i++)
         close_db(s->readers[i].db, s->readers[i].stmts, R_COUNT);
+    wal_checkpointer_stop(s->checkpointer);
     if (s->writer != NULL) {
         /* A clean checkpoint so that the next start replays nothing. */
         int rc = sqlite3_wal_checkpoint_v2(s->writer, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
@@ -808,6 +832,7 @@ static void sq_destroy(struct sq_store *s)
     pthread_cond_destroy(&s->reader_free);
     pthread_mutex_destroy(&s->readers_lock);
     pthread_mutex_destroy(&s->write_lock);
+    free(s->wal_path);
     free(s->path);
     free(s);
 }
@@ -1142,6 +1167,14 @@ static int sq_stats(struct store *base, struct store_stats *out)
     out->queue_depth = atomic_load(&s->queue_depth);
     out->dlq_depth = atomic_load(&s->dlq_depth);
     out->oldest_enqueued_at_ms = found ? oldest : 0;
+    struct wal_checkpointer_stats cs;
+    wal_checkpointer_stats(s->checkpointer, &cs);
+    struct stat wal;
+    out->has_wal = true;
+    out->wal_bytes = stat(s->wal_path, &wal) == 0 ? (uint64_t)wal.st_size : 0;
+    out->checkpoints_completed = cs.completed;
+    out->checkpoints_partial = cs.partial;
+    out->checkpoints_failed = cs.failed;
     return err;
 }
 

@@ -84,6 +84,8 @@ function dashboard(file, rulesOut) {
     ['5xx error rate', /orderd_http_requests_total\{[^}]*code=~"5\.\."[^}]*\}.*\/.*orderd_http_requests_total/],
     ['fsync p99', /histogram_quantile\(0\.99, sum by \(le\) \(rate\(orderd_storage_sync_duration_seconds_bucket/],
     ['orders per commit', /rate\(orderd_orders_received_total[^)]*\)\)? *\/ *sum\(rate\(orderd_intake_commits_total/],
+    ['SQLite WAL size', /orderd_storage_wal_bytes/],
+    ['checkpoints by result', /sum by \(result\) \(rate\(orderd_storage_checkpoints_total/],
   ];
   for (const [what, re] of required) if (!has(re)) problem(`no panel queries the ${what}`);
 

@@ -191,6 +191,16 @@ test_metrics_exposition() {
     assert_eq "$(sample orderd_intake_commits_total "$T/metrics")" 3 "orderd_intake_commits_total"
     assert_eq "$(sample orderd_storage_sync_duration_seconds_count "$T/metrics")" 3 \
         "orderd_storage_sync_duration_seconds_count"
+    # SQLite's WAL: its size (a few pages so far) and the checkpoint counters
+    # under the result labels the alerts and the dashboard select, at 0: three
+    # orders are far from the 1000 WAL pages that start a checkpoint
+    local wal_bytes result
+    wal_bytes=$(sample orderd_storage_wal_bytes "$T/metrics")
+    [[ $wal_bytes =~ ^[1-9][0-9]*$ ]] || fail "orderd_storage_wal_bytes is $wal_bytes, want a size > 0"
+    for result in completed partial failed; do
+        assert_eq "$(sample "orderd_storage_checkpoints_total{result=\"$result\"}" "$T/metrics")" 0 \
+            "orderd_storage_checkpoints_total{result=\"$result\"}"
+    done
     local version
     version=$("$TEST_ORDERD_BIN" --version | awk '{ print $2 }')
     grep -qE "^orderd_build_info\{version=\"$version\",sqlite_version=\"[0-9.]+\"\} 1\$" "$T/metrics" ||

@@ -387,7 +387,8 @@ static int fake_gauges(void *arg, struct metrics_queue_gauges *g)
 
 START_TEST(test_gauge_callback_values)
 {
-    struct fake_storage f = {0, 0, {1234, 0.1 + 0.2, 7}};
+    struct fake_storage f = {
+        .g = {.queue_depth = 1234, .oldest_age_seconds = 0.1 + 0.2, .dlq_depth = 7}};
 
     metrics_set_gauge_source(m, fake_gauges, &f);
     char *s = render();
@@ -399,6 +400,9 @@ START_TEST(test_gauge_callback_values)
     ck_assert_ptr_nonnull(strstr(s, "\norderd_queue_oldest_age_seconds 0.30000000000000004\n"));
     ck_assert_ptr_nonnull(strstr(s, "\norderd_dlq_depth 7\n"));
     ck_assert_double_eq(value(s, "orderd_storage_up"), 1);
+    /* Not SQLite: no WAL to speak of. */
+    ck_assert_ptr_null(strstr(s, "orderd_storage_wal_bytes"));
+    ck_assert_ptr_null(strstr(s, "orderd_storage_checkpoints_total"));
     free(s);
 
     f.g.oldest_age_seconds = 86400;
@@ -412,9 +416,36 @@ START_TEST(test_gauge_callback_values)
 }
 END_TEST
 
+/* SQLite's WAL: the size as a gauge, the checkpoints as one counter family
+ * with a result label, each value where it belongs. */
+START_TEST(test_gauge_wal)
+{
+    struct fake_storage f = {.g = {.has_wal = true,
+                                   .wal_bytes = 8392704,
+                                   .checkpoints_completed = 146,
+                                   .checkpoints_partial = 3,
+                                   .checkpoints_failed = 2}};
+
+    metrics_set_gauge_source(m, fake_gauges, &f);
+    char *s = render();
+    assert_family(s, "orderd_storage_wal_bytes", "gauge");
+    assert_family(s, "orderd_storage_checkpoints_total", "counter");
+    ck_assert_ptr_nonnull(strstr(s, "\norderd_storage_wal_bytes 8392704\n"));
+    ck_assert_ptr_nonnull(strstr(s, "\norderd_storage_checkpoints_total{result=\"completed\"} 146\n"));
+    ck_assert_ptr_nonnull(strstr(s, "\norderd_storage_checkpoints_total{result=\"partial\"} 3\n"));
+    ck_assert_ptr_nonnull(strstr(s, "\norderd_storage_checkpoints_total{result=\"failed\"} 2\n"));
+    free(s);
+}
+END_TEST
+
 START_TEST(test_gauge_callback_failure)
 {
-    struct fake_storage f = {-EIO, 0, {1, 1, 1}};
+    struct fake_storage f = {.rc = -EIO,
+                             .g = {.queue_depth = 1,
+                                   .oldest_age_seconds = 1,
+                                   .dlq_depth = 1,
+                                   .has_wal = true,
+                                   .wal_bytes = 1}};
 
     metrics_set_gauge_source(m, fake_gauges, &f);
     char *s = render();
@@ -423,6 +454,7 @@ START_TEST(test_gauge_callback_failure)
     ck_assert_ptr_null(strstr(s, "orderd_queue_depth"));
     ck_assert_ptr_null(strstr(s, "orderd_queue_oldest_age_seconds"));
     ck_assert_ptr_null(strstr(s, "orderd_dlq_depth"));
+    ck_assert_ptr_null(strstr(s, "orderd_storage_wal_bytes"));
     free(s);
 
     /* recovers on the next scrape; a NULL source turns it off again */
@@ -566,6 +598,11 @@ END_TEST
 
 static void fill_everything(struct fake_storage *f)
 {
+    f->g.has_wal = true;
+    f->g.wal_bytes = 4198312;
+    f->g.checkpoints_completed = 41;
+    f->g.checkpoints_partial = 2;
+    f->g.checkpoints_failed = 1;
     metrics_set_gauge_source(m, fake_gauges, f);
     metrics_set_build_info(m, "0.1.0 \"q\" \\ \n", "3.40.1");
     metrics_counter_add(m, METRICS_ORDERS_RECEIVED, 10);
@@ -580,7 +617,7 @@ static void fill_everything(struct fake_storage *f)
 /* _i: 0 = fresh registry, 1 = everything set, 2 = storage failing. */
 START_TEST(test_promtool_check)
 {
-    struct fake_storage f = {0, 0, {5, 12.75, 2}};
+    struct fake_storage f = {.g = {.queue_depth = 5, .oldest_age_seconds = 12.75, .dlq_depth = 2}};
     char path[] = "/tmp/orderd-metrics-XXXXXX";
     char cmd[256], out[4096];
 
@@ -638,6 +675,7 @@ Suite *suite_metrics(void)
     tcase_add_loop_test(tc, test_route_labels_are_templates, 0, METRICS_ROUTE_COUNT);
     tcase_add_test(tc, test_route_label_out_of_range);
     tcase_add_test(tc, test_gauge_callback_values);
+    tcase_add_test(tc, test_gauge_wal);
     tcase_add_test(tc, test_gauge_callback_failure);
     tcase_add_test(tc, test_build_info_escaped);
     tcase_add_test(tc, test_process_metrics);

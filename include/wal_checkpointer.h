@@ -10,7 +10,8 @@
  * its own in two steps:
  *
  *   1. PASSIVE, without the write lock: copies what has been committed so
- *      far while writers go on appending.
+ *      far while writers go on appending; again (a few times at most) while
+ *      they appended more than `frames` meanwhile, as after a long reader.
  *   2. PASSIVE again, holding the write lock: copies the few frames appended
  *      during step 1. No writer can append meanwhile, so when no reader holds
  *      an older snapshot the whole WAL is now in the database file and the
@@ -32,10 +33,10 @@
 struct wal_checkpointer;
 
 struct wal_checkpointer_options {
-  const char *path; /* the database file, in WAL mode */
-  int frames;       /* checkpoint once the WAL holds this many frames (> 0) */
-  sqlite3 *writer;  /* the connection every write goes through */
-  pthread_mutex_t *write_lock; /* held around every transaction of writer */
+    const char *path;            /* the database file, in WAL mode */
+    int frames;                  /* checkpoint once the WAL holds this many frames (> 0) */
+    sqlite3 *writer;             /* the connection every write goes through */
+    pthread_mutex_t *write_lock; /* held around every transaction of writer */
 };
 
 /*
@@ -43,8 +44,7 @@ struct wal_checkpointer_options {
  * the WAL hook and starts the thread. Call before writer is shared. Returns
  * 0, or -1 (logged) with writer left as it was.
  */
-int wal_checkpointer_start(const struct wal_checkpointer_options *o,
-                           struct wal_checkpointer **out);
+int wal_checkpointer_start(const struct wal_checkpointer_options *o, struct wal_checkpointer **out);
 
 /* Stops the thread after the checkpoint in progress, closes its connection
  * and removes the hook from writer (call while no one else uses writer).
@@ -52,14 +52,13 @@ int wal_checkpointer_start(const struct wal_checkpointer_options *o,
 void wal_checkpointer_stop(struct wal_checkpointer *c);
 
 struct wal_checkpointer_stats {
-  uint64_t
-      completed; /* checkpoints that left the whole WAL in the database file */
-  uint64_t partial; /* held back by a reader's snapshot or another
-                     * connection's checkpoint (SQLITE_BUSY) */
-  uint64_t failed;  /* any other error (logged) */
+    uint64_t completed;         /* checkpoints that left the whole WAL in the database file */
+    uint64_t partial;           /* held back by a reader's snapshot or another
+                                 * connection's checkpoint (SQLITE_BUSY) */
+    uint64_t failed;            /* any other error (logged) */
+    uint64_t max_locked_frames; /* most WAL frames one step 2 copied (under the lock) */
 };
 
-void wal_checkpointer_stats(const struct wal_checkpointer *c,
-                            struct wal_checkpointer_stats *out);
+void wal_checkpointer_stats(const struct wal_checkpointer *c, struct wal_checkpointer_stats *out);
 
 #endif

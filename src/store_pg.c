@@ -103,7 +103,10 @@
  * WHEN THE DATABASE GOES AWAY. A statement that fails because the server is
  * gone, shutting down, read-only (a standby after a failover), out of disk
  * or of connections returns STORE_EUNAVAILABLE (HTTP 503; workers retry).
- * A broken connection is closed and reopened on the next call that needs it.
+ * A broken connection is closed and reopened on the next call that needs it;
+ * an idle one that the server closed meanwhile (a restart sends each client
+ * a FATAL message and closes it) is noticed before it is used, so the first
+ * requests after the database is back do not fail on it.
  * After a failed connect, no connect is tried before a backoff
  * (STORE_PG_BACKOFF_MIN_MS doubling to _MAX_MS) and only one caller at a
  * time tries: the others get STORE_EUNAVAILABLE at once instead of waiting
@@ -119,6 +122,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -650,12 +654,37 @@ static int conn_open(struct pg_store *s, struct pg_conn *c)
 }
 
 /*
+ * Drops c if the server closed it while it sat idle: its goodbye (a FATAL
+ * "terminating connection" on a restart) and the end of the stream wait on
+ * the socket, and libpq would only notice them on the next statement, which
+ * would then fail. One poll() that returns at once; a connection with
+ * nothing to read is left alone.
+ */
+static void drop_if_closed_by_server(struct pg_conn *c)
+{
+    /* libpq reads one message per call: the FATAL (which it reports as a
+     * notice, since no statement is running), then the end of the stream. */
+    for (int reads = 0;; reads++) {
+        struct pollfd p = {.fd = PQsocket(c->pg), .events = POLLIN};
+        if (p.fd < 0 || poll(&p, 1, 0) <= 0 || reads == 4)
+            return; /* nothing (more) to read: still usable */
+        if (!PQconsumeInput(c->pg) || PQstatus(c->pg) != CONNECTION_OK)
+            break;
+    }
+    log_info(NULL, "store: postgres closed an idle connection (a restart, or a terminated "
+                   "backend); opening another");
+    conn_drop(c);
+}
+
+/*
  * Makes sure c is connected: STORE_OK, or STORE_EUNAVAILABLE at once while
  * the database is backing off or another caller probes it (WHEN THE DATABASE
  * GOES AWAY).
  */
 static int conn_ready(struct pg_store *s, struct pg_conn *c)
 {
+    if (c->pg != NULL)
+        drop_if_closed_by_server(c);
     if (c->pg != NULL)
         return STORE_OK;
     pthread_mutex_lock(&s->link_lock);

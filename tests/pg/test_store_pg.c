@@ -630,6 +630,45 @@ START_TEST(unavailable_while_server_down_then_recovers)
 }
 END_TEST
 
+/*
+ * The server ends the store's idle connections (pg_terminate_backend, as a
+ * restart or an idle-session timeout does): each one hears a FATAL and the end
+ * of its stream while it sits in the pool. The next calls get fresh
+ * connections and succeed — the first read and the first write too, not
+ * only those after a failure has been paid for.
+ */
+START_TEST(connections_the_server_closed_are_replaced_before_use)
+{
+    ck_assert_uint_eq(enqueue_range(st, 0, 1, NO_LIMIT), 1);
+    char first_id[ID_ULID_LEN + 1];
+    sql_text("SELECT min(order_id) FROM orders", first_id, sizeof(first_id));
+    struct store_order got;
+    ck_assert_int_eq(store_get_order(st, first_id, ids_now_ms(), &got), STORE_OK);
+    store_order_clear(&got);
+
+    /* The store's connections: every client of this database but the query's own. */
+    static const char others[] = "FROM pg_stat_activity WHERE datname = current_database() "
+                                 "AND pid <> pg_backend_pid() AND backend_type = 'client backend'";
+    char count[256], terminate[256];
+    snprintf(count, sizeof(count), "SELECT count(*) %s", others);
+    snprintf(terminate, sizeof(terminate), "SELECT pg_terminate_backend(pid) %s", others);
+    ck_assert_int_ge(sql_int(count), 2); /* the intake connection and a pooled one */
+    sql_exec(terminate);
+    double t0 = now_s();
+    while (sql_int(count) > 0 && now_s() - t0 < 10)
+        usleep(20 * 1000);
+    ck_assert_int_eq(sql_int(count), 0);
+
+    ck_assert_int_eq(store_get_order(st, first_id, ids_now_ms(), &got), STORE_OK);
+    store_order_clear(&got);
+    struct order_text t;
+    struct store_new_order o;
+    order_make(&t, &o, ids_now_ms(), 20);
+    ck_assert_int_eq(store_enqueue_batch(st, &o, 1, NO_LIMIT), STORE_OK);
+    ck_assert_int_eq(o.result, STORE_OK);
+}
+END_TEST
+
 /* ---- the one list --------------------------------------------------------------- */
 
 static TCase *tcase_new(const char *name, int timeout)
@@ -663,6 +702,7 @@ Suite *suite_store_pg(void)
     tc = tcase_new("pg_restart", 120);
     tcase_add_unchecked_fixture(tc, NULL, server_up);
     tcase_add_test(tc, unavailable_while_server_down_then_recovers);
+    tcase_add_test(tc, connections_the_server_closed_are_replaced_before_use);
     suite_add_tcase(s, tc);
 
     return s;

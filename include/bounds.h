@@ -33,6 +33,9 @@
  * small: 32 KiB cost 5 % of throughput (docs/performance.md). */
 #define HTTP_CONNECTION_MEMORY (16 * 1024)
 #define HTTP_DRAIN_TIMEOUT_MS 10000       /* SIGTERM: wait this long for in-flight requests */
+/* A declared body over max_body_bytes but at most this is read and discarded
+ * before its 413, so that the client sees the answer, not a reset (http.c). */
+#define HTTP_DISCARD_BODY_MAX (1024 * 1024)
 #define HTTP_RETRY_AFTER_S 1              /* Retry-After on 503 */
 #define HTTP_LIST_LIMIT_DEFAULT 50
 #define HTTP_LIST_LIMIT_MAX 500

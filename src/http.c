@@ -513,6 +513,30 @@ static bool content_type_is_json(const char *ct)
     return *ct == '\0' || *ct == ';';
 }
 
+/*
+ * A declared body over max_body_bytes. Answered at once, the 413 is often
+ * lost: libmicrohttpd closes a connection with unread bytes, the kernel then
+ * resets it, and a client still sending (or not yet reading) sees the reset
+ * instead of the answer (curl: exit 55 or 56). So a body up to
+ * HTTP_DISCARD_BODY_MAX is read and thrown away first (body_append keeps
+ * nothing once body_too_large is set) and the 413 follows it; the connection
+ * then stays open. A larger one, or a client waiting for "100 Continue"
+ * before it sends anything, gets the 413 at once.
+ */
+static void refuse_large_body(struct http_request *req, unsigned long long declared)
+{
+    const char *expect = http_request_header(req, "Expect");
+    bool waits = expect != NULL && strcasecmp(expect, "100-continue") == 0;
+    if (!waits && declared <= HTTP_DISCARD_BODY_MAX) {
+        req->body_too_large = true;
+        return;
+    }
+    char detail[96];
+    snprintf(detail, sizeof(detail), "the body must be at most %llu bytes",
+             (unsigned long long)req->srv->max_body_bytes);
+    http_reply_problem(req, 413, NULL, detail, NULL, 0);
+}
+
 /* Checks that need only the headers. Sets a reply when the request stops here. */
 static void request_admit(struct http_server *srv, struct http_request *req)
 {
@@ -566,10 +590,7 @@ static void request_admit(struct http_server *srv, struct http_request *req)
         errno = 0;
         unsigned long long n = strtoull(cl, &end, 10);
         if (errno == 0 && end != cl && *end == '\0' && n > srv->max_body_bytes) {
-            char detail[96];
-            snprintf(detail, sizeof(detail), "the body must be at most %llu bytes",
-                     (unsigned long long)srv->max_body_bytes);
-            http_reply_problem(req, 413, NULL, detail, NULL, 0);
+            refuse_large_body(req, n);
             return;
         }
     }

@@ -513,6 +513,14 @@ static bool content_type_is_json(const char *ct)
     return *ct == '\0' || *ct == ';';
 }
 
+static void reply_too_large(struct http_request *req)
+{
+    char detail[96];
+    snprintf(detail, sizeof(detail), "the body must be at most %llu bytes",
+             (unsigned long long)req->srv->max_body_bytes);
+    http_reply_problem(req, 413, NULL, detail, NULL, 0);
+}
+
 /*
  * A declared body over max_body_bytes. Answered at once, the 413 is often
  * lost: libmicrohttpd closes a connection with unread bytes, the kernel then
@@ -531,10 +539,7 @@ static void refuse_large_body(struct http_request *req, unsigned long long decla
         req->body_too_large = true;
         return;
     }
-    char detail[96];
-    snprintf(detail, sizeof(detail), "the body must be at most %llu bytes",
-             (unsigned long long)req->srv->max_body_bytes);
-    http_reply_problem(req, 413, NULL, detail, NULL, 0);
+    reply_too_large(req);
 }
 
 /* Checks that need only the headers. Sets a reply when the request stops here. */
@@ -664,10 +669,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
     }
     request_received(req);
     if (req->body_too_large) {
-        char detail[96];
-        snprintf(detail, sizeof(detail), "the body must be at most %llu bytes",
-                 (unsigned long long)srv->max_body_bytes);
-        http_reply_problem(req, 413, NULL, detail, NULL, 0);
+        reply_too_large(req);
         return queue_reply(req);
     }
     req->route->handler(req, req->route->ctx);

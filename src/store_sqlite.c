@@ -57,7 +57,6 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -278,7 +277,7 @@ struct sq_store {
 
     /* Copies the WAL into the database file off the writer's path. */
     struct wal_checkpointer *checkpointer;
-    char *wal_path;
+    char *wal_path; /* path + "-wal": sq_sync's descriptor, the size in sq_stats */
 };
 
 static const struct store_ops sq_ops;
@@ -663,31 +662,25 @@ static int prepare_file(const char *path)
     return rc == SQLITE_OK ? STORE_OK : STORE_EOPEN;
 }
 
+/* The WAL file is cut back to STORE_WAL_SIZE_LIMIT when it restarts, so a
+ * long read that held checkpoints back does not leave a huge file behind. */
+static int limit_wal_size(sqlite3 *db)
+{
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA journal_size_limit=%d", STORE_WAL_SIZE_LIMIT);
+    return exec_sql(db, sql, "open");
+}
+
 /*
  * Checkpoints: every STORE_WAL_CHECKPOINT_PAGES WAL pages (SQLite's default
  * mark, kept on purpose: ten times fewer checkpoints each copied ten times the
  * pages, 30-40 ms at a time), by the checkpointer thread (wal_checkpointer.h)
  * rather than inside the commit that crosses the mark: under the write lock
- * it copies only what was appended while it worked. SQLite's automatic
- * checkpoint is set here all the same: it is what a writer that runs without
- * the thread (a migration, the backup source) does. The WAL file is cut back
- * to STORE_WAL_SIZE_LIMIT when it restarts, so a long read that held
- * checkpoints back does not leave a huge file behind.
+ * it copies only what was appended while it worked. It turns the writer's
+ * automatic checkpoint off.
  */
-static int set_checkpointing(sqlite3 *db)
-{
-    char sql[128];
-    snprintf(sql, sizeof(sql), "PRAGMA wal_autocheckpoint=%d; PRAGMA journal_size_limit=%d",
-             STORE_WAL_CHECKPOINT_PAGES, STORE_WAL_SIZE_LIMIT);
-    return exec_sql(db, sql, "open");
-}
-
 static int start_checkpointer(struct sq_store *s)
 {
-    if (asprintf(&s->wal_path, "%s-wal", s->path) < 0) {
-        s->wal_path = NULL;
-        return STORE_ENOMEM;
-    }
     struct wal_checkpointer_options o = {
         .path = s->path,
         .frames = STORE_WAL_CHECKPOINT_PAGES,
@@ -704,7 +697,7 @@ static int open_writer(struct sq_store *s)
     if (open_connection(s->path, SQLITE_OPEN_READWRITE, &s->writer) != SQLITE_OK ||
         use_wal(s->writer, s->path) != SQLITE_OK ||
         exec_sql(s->writer, "PRAGMA synchronous=FULL", "open") != SQLITE_OK ||
-        set_checkpointing(s->writer) != SQLITE_OK)
+        limit_wal_size(s->writer) != SQLITE_OK)
         return STORE_EOPEN;
     s->sync_full = true;
     return prepare_writer(s) == STORE_OK ? STORE_OK : STORE_EOPEN;
@@ -752,14 +745,9 @@ static int open_wal_for_sync(struct sq_store *s)
 {
     if (s->durability != DURABILITY_FULL)
         return STORE_OK;
-    char wal[PATH_MAX];
-    if (snprintf(wal, sizeof(wal), "%s-wal", s->path) >= (int)sizeof(wal)) {
-        log_error(NULL, "store: path too long: %s", s->path);
-        return STORE_EOPEN;
-    }
-    s->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
+    s->wal_fd = open(s->wal_path, O_RDONLY | O_CLOEXEC);
     if (s->wal_fd < 0) {
-        log_error(NULL, "store: cannot open %s: %s", wal, strerror(errno));
+        log_error(NULL, "store: cannot open %s: %s", s->wal_path, strerror(errno));
         return STORE_EOPEN;
     }
     return STORE_OK;
@@ -776,6 +764,10 @@ int store_sqlite_open(const struct store_options *opts, struct store **out)
     s->path = strdup(opts->path);
     if (s->path == NULL)
         goto fail_alloc;
+    if (asprintf(&s->wal_path, "%s-wal", s->path) < 0) {
+        s->wal_path = NULL; /* undefined after a failure */
+        goto fail_alloc;
+    }
     if (pthread_mutex_init(&s->write_lock, NULL) != 0)
         goto fail_alloc;
     if (pthread_mutex_init(&s->readers_lock, NULL) != 0)
@@ -797,6 +789,7 @@ fail_readers_lock:
 fail_write_lock:
     pthread_mutex_destroy(&s->write_lock);
 fail_alloc:
+    free(s->wal_path);
     free(s->path);
     free(s);
     return STORE_ENOMEM;

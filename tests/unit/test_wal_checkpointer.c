@@ -132,6 +132,23 @@ static int64_t count_rows(const char *path)
     return n;
 }
 
+/* A reader whose snapshot dates from before the writes that follow: no
+ * checkpoint can copy past it while it is open. */
+static sqlite3 *hold_old_snapshot(void)
+{
+    commit_rows(1);
+    sqlite3 *reader = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(dbpath, &reader, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    exec_ok(reader, "BEGIN; SELECT count(*) FROM t");
+    return reader;
+}
+
+static void release_snapshot(sqlite3 *reader)
+{
+    exec_ok(reader, "COMMIT");
+    sqlite3_close(reader);
+}
+
 /* 1 600 commits append ~25 times the mark; with the thread the WAL file never
  * holds more than a few marks' worth, and the rows are in the database file. */
 START_TEST(wal_stays_bounded_while_writing)
@@ -168,10 +185,7 @@ END_TEST
  */
 START_TEST(old_snapshot_is_waited_out_without_spinning)
 {
-    commit_rows(1);
-    sqlite3 *reader = NULL;
-    ck_assert_int_eq(sqlite3_open_v2(dbpath, &reader, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    exec_ok(reader, "BEGIN; SELECT count(*) FROM t");
+    sqlite3 *reader = hold_old_snapshot();
     start();
     commit_rows(1600);
     struct wal_checkpointer_stats s = stats();
@@ -181,15 +195,12 @@ START_TEST(old_snapshot_is_waited_out_without_spinning)
     ck_assert_uint_ge(s.partial, 1);
     ck_assert_msg(s.partial <= (uint64_t)marks + 2, "%llu tries for %lld marks of pages",
                   (unsigned long long)s.partial, (long long)marks);
-    exec_ok(reader, "COMMIT");
-    sqlite3_close(reader);
+    release_snapshot(reader);
     commit_rows(2 * FRAMES);
     ck_assert(wait_completed(1));
 }
 END_TEST
 
-/* stop() removes the WAL hook: later commits on the writer must not reach
- * the freed checkpointer (ASan would report it), and the data stays. */
 /* A writer thread that commits one row at a time until told to stop, as
  * the committer does under load; counts its failures instead of asserting
  * (check's assertions belong to the test's own thread). */
@@ -219,10 +230,7 @@ static void *keep_writing(void *arg)
  */
 START_TEST(backlog_is_copied_without_the_lock)
 {
-    commit_rows(1);
-    sqlite3 *reader = NULL;
-    ck_assert_int_eq(sqlite3_open_v2(dbpath, &reader, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    exec_ok(reader, "BEGIN; SELECT count(*) FROM t");
+    sqlite3 *reader = hold_old_snapshot();
     start();
     commit_rows(3200);
     ck_assert_uint_eq(stats().completed, 0);
@@ -231,8 +239,7 @@ START_TEST(backlog_is_copied_without_the_lock)
     atomic_store(&write_failures, 0);
     pthread_t thread;
     ck_assert_int_eq(pthread_create(&thread, NULL, keep_writing, NULL), 0);
-    exec_ok(reader, "COMMIT");
-    sqlite3_close(reader);
+    release_snapshot(reader);
     bool completed = wait_completed(1);
     atomic_store(&writing, false);
     pthread_join(thread, NULL);
@@ -246,6 +253,8 @@ START_TEST(backlog_is_copied_without_the_lock)
 }
 END_TEST
 
+/* stop() removes the WAL hook: later commits on the writer must not reach
+ * the freed checkpointer (ASan would report it), and the data stays. */
 START_TEST(writer_works_after_stop)
 {
     start();

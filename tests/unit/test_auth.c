@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "timeouts.h"
 
 Suite *suite_auth(void);
 
@@ -752,6 +753,7 @@ Suite *suite_auth(void)
     Suite *s = suite_create("auth");
 
     TCase *tc = tcase_create("crypto");
+    tcase_set_timeout(tc, UNIT_TIMEOUT_LOGIC);
     tcase_add_loop_test(tc, hash_known_vectors, 0, N(vectors));
     tcase_add_test(tc, hash_million_a);
     tcase_add_test(tc, digest_equal_same);
@@ -760,6 +762,7 @@ Suite *suite_auth(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("keys_file");
+    tcase_set_timeout(tc, UNIT_TIMEOUT_LOGIC);
     tcase_add_loop_test(tc, scopes_parse_table, 0, N(scopes));
     tcase_add_test(tc, scope_for_routes);
     tcase_add_test(tc, keys_file_parses);
@@ -775,6 +778,7 @@ Suite *suite_auth(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("decisions");
+    tcase_set_timeout(tc, UNIT_TIMEOUT_LOGIC);
     tcase_add_loop_test(tc, decisions_table, 0, N(decisions));
     tcase_add_test(tc, key_length_bounds);
     tcase_add_test(tc, client_out_truncated);
@@ -783,7 +787,7 @@ Suite *suite_auth(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("reload");
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, UNIT_TIMEOUT_IO);
     tcase_add_test(tc, load_from_file);
     tcase_add_test(tc, load_missing_file);
     tcase_add_test(tc, load_refuses_world_writable);
@@ -793,6 +797,7 @@ Suite *suite_auth(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("hash_key");
+    tcase_set_timeout(tc, UNIT_TIMEOUT_LOGIC);
     tcase_add_loop_test(tc, hash_key_table, 0, N(hash_keys));
     tcase_add_test(tc, hash_key_length_bounds);
     suite_add_tcase(s, tc);

@@ -3,6 +3,7 @@
 #include <stdint.h>
 
 #include "backoff.h"
+#include "timeouts.h"
 
 Suite *suite_backoff(void);
 
@@ -44,6 +45,7 @@ Suite *suite_backoff(void)
 {
     Suite *s = suite_create("backoff");
     TCase *tc = tcase_create("formula");
+    tcase_set_timeout(tc, UNIT_TIMEOUT_LOGIC);
     tcase_add_loop_test(tc, cap_follows_formula, 0, (int)(sizeof(caps) / sizeof(caps[0])));
     tcase_add_test(tc, jitter_stays_within_cap);
     tcase_add_test(tc, jitter_spans_the_window);

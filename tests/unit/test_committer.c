@@ -30,6 +30,7 @@
 #include "metrics.h"
 #include "store.h"
 #include "tmpdir.h"
+#include "timeouts.h"
 
 Suite *suite_committer(void);
 
@@ -891,14 +892,14 @@ Suite *suite_committer(void)
     TCase *tc = tcase_create("concurrent");
     tcase_add_unchecked_fixture(tc, make_root, remove_root);
     tcase_add_checked_fixture(tc, setup_full, teardown);
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, UNIT_TIMEOUT_THREADED);
     tcase_add_test(tc, concurrent_submitters_all_committed_once);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("pipelined");
     tcase_add_unchecked_fixture(tc, make_root, remove_root);
     tcase_add_checked_fixture(tc, setup_full, teardown);
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, UNIT_TIMEOUT_THREADED);
     tcase_add_test(tc, pipelined_writes_go_on_answers_wait_for_the_sync);
     tcase_add_test(tc, pipelined_stop_answers_what_waits_for_a_sync);
     tcase_add_test(tc, pipelined_delivery_does_not_wait_for_the_sync);
@@ -908,7 +909,7 @@ Suite *suite_committer(void)
     tc = tcase_create("gated");
     tcase_add_unchecked_fixture(tc, make_root, remove_root);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, UNIT_TIMEOUT_THREADED);
     tcase_add_loop_test(tc, pending_items_share_a_transaction, 0, N_OF(pile_cases));
     tcase_add_test(tc, on_commit_only_after_a_write);
     tcase_add_test(tc, max_depth_through_the_committer);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "timeouts.h"
 
 Suite *suite_config(void);
 
@@ -1043,12 +1044,19 @@ Suite *suite_config(void)
 {
     Suite *s = suite_create("config");
     TCase *basics = tcase_create("basics");
+    tcase_set_timeout(basics, UNIT_TIMEOUT_LOGIC);
     TCase *values = tcase_create("values");
+    tcase_set_timeout(values, UNIT_TIMEOUT_LOGIC);
     TCase *syntax = tcase_create("syntax");
+    tcase_set_timeout(syntax, UNIT_TIMEOUT_LOGIC);
     TCase *cross = tcase_create("cross");
+    tcase_set_timeout(cross, UNIT_TIMEOUT_LOGIC);
     TCase *env = tcase_create("env");
+    tcase_set_timeout(env, UNIT_TIMEOUT_LOGIC);
     TCase *print = tcase_create("print");
+    tcase_set_timeout(print, UNIT_TIMEOUT_LOGIC);
     TCase *files = tcase_create("files");
+    tcase_set_timeout(files, UNIT_TIMEOUT_LOGIC);
 
     tcase_add_test(basics, test_init_defaults);
     tcase_add_test(basics, test_empty_file_gives_defaults);

@@ -5,6 +5,7 @@
 
 #include "fulfilment.h"
 #include "ids.h"
+#include "timeouts.h"
 
 Suite *suite_fulfilment(void);
 
@@ -110,10 +111,11 @@ Suite *suite_fulfilment(void)
 {
     Suite *s = suite_create("fulfilment");
     TCase *tc = tcase_create("split");
+    tcase_set_timeout(tc, UNIT_TIMEOUT_LOGIC);
     tcase_add_loop_test(tc, split_command_line, 0, (int)(sizeof(splits) / sizeof(splits[0])));
     suite_add_tcase(s, tc);
     tc = tcase_create("run");
-    tcase_set_timeout(tc, 30);
+    tcase_set_timeout(tc, UNIT_TIMEOUT_IO);
     tcase_add_test(tc, exit_zero_is_success_and_stdin_and_env_arrive);
     tcase_add_test(tc, non_zero_exit_reports_status_and_stderr);
     tcase_add_test(tc, stderr_is_bounded);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ids.h"
+#include "timeouts.h"
 
 Suite *suite_ids(void);
 
@@ -256,7 +257,9 @@ Suite *suite_ids(void)
 {
     Suite *s = suite_create("ids");
     TCase *ulid = tcase_create("ulid");
+    tcase_set_timeout(ulid, UNIT_TIMEOUT_LOGIC);
     TCase *random = tcase_create("random");
+    tcase_set_timeout(random, UNIT_TIMEOUT_LOGIC);
 
     tcase_add_test(ulid, ulid_shape);
     tcase_add_test(ulid, ulid_new_uses_now);

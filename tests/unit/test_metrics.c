@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "metrics.h"
+#include "timeouts.h"
 
 Suite *suite_metrics(void);
 
@@ -662,7 +663,7 @@ Suite *suite_metrics(void)
     Suite *s = suite_create("metrics");
     TCase *tc = tcase_create("metrics");
 
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, UNIT_TIMEOUT_IO);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_fresh_render_families, 0, N(fresh_families));
     tcase_add_test(tc, test_fresh_render_values);

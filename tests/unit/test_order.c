@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "order.h"
+#include "timeouts.h"
 
 Suite *suite_order(void);
 
@@ -781,9 +782,13 @@ Suite *suite_order(void)
 {
     Suite *s = suite_create("order");
     TCase *valid = tcase_create("valid");
+    tcase_set_timeout(valid, UNIT_TIMEOUT_LOGIC);
     TCase *rules = tcase_create("rules");
+    tcase_set_timeout(rules, UNIT_TIMEOUT_LOGIC);
     TCase *malformed = tcase_create("malformed");
+    tcase_set_timeout(malformed, UNIT_TIMEOUT_LOGIC);
     TCase *canonical = tcase_create("canonical");
+    tcase_set_timeout(canonical, UNIT_TIMEOUT_LOGIC);
 
     tcase_add_test(valid, spec_example_is_valid);
     tcase_add_test(valid, input_not_nul_terminated);

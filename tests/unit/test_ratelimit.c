@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "ratelimit.h"
+#include "timeouts.h"
 
 Suite *suite_ratelimit(void);
 
@@ -403,6 +404,7 @@ Suite *suite_ratelimit(void)
     Suite *s = suite_create("ratelimit");
 
     TCase *tc = tcase_create("bucket");
+    tcase_set_timeout(tc, UNIT_TIMEOUT_LOGIC);
     tcase_add_test(tc, burst_then_refuse);
     tcase_add_loop_test(tc, retry_after_table, 0, N(waits));
     tcase_add_test(tc, refill_over_time);
@@ -417,7 +419,7 @@ Suite *suite_ratelimit(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("table");
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, UNIT_TIMEOUT_IO);
     tcase_add_loop_test(tc, capacity_rounding, 0, N(capacities));
     tcase_add_test(tc, eviction_bounds_memory);
     tcase_add_test(tc, lru_keeps_active_client);
@@ -425,7 +427,7 @@ Suite *suite_ratelimit(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("live");
-    tcase_set_timeout(tc, 60);
+    tcase_set_timeout(tc, UNIT_TIMEOUT_IO);
     tcase_add_test(tc, reconfigure_live);
     tcase_add_test(tc, rate_zero_is_off);
     tcase_add_test(tc, four_threads);

@@ -39,6 +39,7 @@
 #include "ids.h"
 #include "store.h"
 #include "tmpdir.h"
+#include "timeouts.h"
 
 Suite *suite_store(void);
 
@@ -1862,7 +1863,7 @@ static TCase *tcase_new(const char *name, void (*make)(void))
     TCase *tc = tcase_create(name);
     tcase_add_unchecked_fixture(tc, make, remove_root);
     tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, UNIT_TIMEOUT_THREADED);
     return tc;
 }
 

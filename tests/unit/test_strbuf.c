@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "strbuf.h"
+#include "timeouts.h"
 
 Suite *suite_strbuf(void);
 
@@ -74,6 +75,7 @@ Suite *suite_strbuf(void)
 {
     Suite *s = suite_create("strbuf");
     TCase *tc = tcase_create("strbuf");
+    tcase_set_timeout(tc, UNIT_TIMEOUT_LOGIC);
     tcase_add_test(tc, grows_and_stays_terminated);
     tcase_add_test(tc, printf_longer_than_its_stack_buffer);
     tcase_add_test(tc, nothing_added_is_the_empty_text);

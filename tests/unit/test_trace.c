@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "trace.h"
+#include "timeouts.h"
 
 Suite *suite_trace(void);
 
@@ -171,7 +172,9 @@ Suite *suite_trace(void)
 {
     Suite *s = suite_create("trace");
     TCase *parse = tcase_create("parse");
+    tcase_set_timeout(parse, UNIT_TIMEOUT_LOGIC);
     TCase *make = tcase_create("make");
+    tcase_set_timeout(make, UNIT_TIMEOUT_LOGIC);
 
     tcase_add_loop_test(parse, parse_valid, 0, N(valid_cases));
     tcase_add_loop_test(parse, parse_invalid, 0, N(invalid_headers));

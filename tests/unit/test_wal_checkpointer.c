@@ -19,6 +19,7 @@
 
 #include "tmpdir.h"
 #include "wal_checkpointer.h"
+#include "timeouts.h"
 
 Suite *suite_wal_checkpointer(void);
 
@@ -284,7 +285,7 @@ Suite *suite_wal_checkpointer(void)
 {
     Suite *s = suite_create("wal_checkpointer");
     TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, UNIT_TIMEOUT_THREADED);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, wal_stays_bounded_while_writing);
     tcase_add_test(tc, without_the_thread_the_wal_grows);

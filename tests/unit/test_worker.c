@@ -24,6 +24,7 @@
 #include "store.h"
 #include "tmpdir.h"
 #include "worker.h"
+#include "timeouts.h"
 
 Suite *suite_worker(void);
 
@@ -209,7 +210,7 @@ Suite *suite_worker(void)
 {
     Suite *s = suite_create("worker");
     TCase *tc = tcase_create("sources");
-    tcase_set_timeout(tc, 120);
+    tcase_set_timeout(tc, UNIT_TIMEOUT_THREADED);
     tcase_add_unchecked_fixture(tc, make_root, remove_root);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, deliveries_and_a_backlog_take_turns);

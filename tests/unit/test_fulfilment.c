@@ -1,5 +1,9 @@
 /* test_fulfilment.c — command-line splitting and running a real child. */
 #include <check.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/wait.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,6 +111,66 @@ START_TEST(missing_program_is_a_failure_not_a_crash)
 }
 END_TEST
 
+/* Many children in one poll loop, as a worker runs them: each gets its own stdin
+ * and its own verdict, and the loop ends when the last one has exited. */
+#define IN_FLIGHT 16
+
+START_TEST(many_children_in_one_poll_loop)
+{
+    struct fulfilment_command ok, bad;
+    signal(SIGPIPE, SIG_IGN); /* as main does: a child that reads nothing closes its stdin */
+    ck_assert_int_eq(fulfilment_parse("sh -c 'read n; [ \"$n\" = \"$WANT\" ]'", &ok), 0);
+    ck_assert_int_eq(fulfilment_parse("sh -c 'exit 7'", &bad), 0);
+    struct fulfilment_child *ch[IN_FLIGHT];
+    bool done[IN_FLIGHT] = {false};
+    for (int i = 0; i < IN_FLIGHT; i++) {
+        char input[16], want[32], error[64];
+        snprintf(input, sizeof(input), "%d\n", i);
+        snprintf(want, sizeof(want), "WANT=%d", i);
+        const char *env[] = {want, NULL};
+        ck_assert_int_eq(fulfilment_child_start(i % 4 == 3 ? &bad : &ok, input, strlen(input),
+                                                env, 30000, &ch[i], error, sizeof(error)),
+                         0);
+    }
+    int left = IN_FLIGHT, results[IN_FLIGHT];
+    struct pollfd fds[IN_FLIGHT * FULFILMENT_CHILD_FDS];
+    while (left > 0) {
+        size_t n = 0;
+        for (int i = 0; i < IN_FLIGHT; i++)
+            if (!done[i])
+                n += fulfilment_child_pollfds(ch[i], fds + n);
+        ck_assert_int_ge(poll(fds, n, 1000), 0);
+        for (int i = 0; i < IN_FLIGHT; i++) {
+            if (done[i] || !fulfilment_child_step(ch[i], fds, n))
+                continue;
+            char error[256];
+            results[i] = fulfilment_child_finish(ch[i], error, sizeof(error));
+            done[i] = true;
+            left--;
+        }
+    }
+    for (int i = 0; i < IN_FLIGHT; i++)
+        ck_assert_int_eq(results[i], i % 4 == 3 ? FULFILMENT_FAILED : FULFILMENT_OK);
+    fulfilment_command_free(&ok);
+    fulfilment_command_free(&bad);
+}
+END_TEST
+
+/* A child abandoned before it exits is killed and reaped, not left behind. */
+START_TEST(finish_before_exit_kills_the_child)
+{
+    struct fulfilment_command cmd;
+    ck_assert_int_eq(fulfilment_parse("sleep 30", &cmd), 0);
+    struct fulfilment_child *ch;
+    char error[256];
+    ck_assert_int_eq(fulfilment_child_start(&cmd, "", 0, NULL, 30000, &ch, error, sizeof(error)),
+                     0);
+    ck_assert_int_eq(fulfilment_child_finish(ch, error, sizeof(error)), FULFILMENT_TIMEOUT);
+    ck_assert_int_eq(waitpid(-1, NULL, WNOHANG), -1); /* nothing left to reap */
+    fulfilment_command_free(&cmd);
+}
+END_TEST
+
 Suite *suite_fulfilment(void)
 {
     Suite *s = suite_create("fulfilment");
@@ -122,6 +186,8 @@ Suite *suite_fulfilment(void)
     tcase_add_test(tc, timeout_kills_the_process_group);
     tcase_add_test(tc, background_child_does_not_turn_success_into_timeout);
     tcase_add_test(tc, missing_program_is_a_failure_not_a_crash);
+    tcase_add_test(tc, many_children_in_one_poll_loop);
+    tcase_add_test(tc, finish_before_exit_kills_the_child);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -41,6 +41,18 @@ enum metrics_route {
     METRICS_ROUTE_COUNT
 };
 
+/* Fulfilment: what ran, and how it ended (enum fulfilment_result, by name). */
+enum metrics_fulfilment_kind { METRICS_FULFILMENT_COMMAND, METRICS_FULFILMENT_HTTP,
+                               METRICS_FULFILMENT_KIND_COUNT };
+enum metrics_fulfilment_result {
+    METRICS_FULFILMENT_OK,        /* done: the order completes */
+    METRICS_FULFILMENT_FAILED,    /* failed: retried (or dead-lettered at max_receives) */
+    METRICS_FULFILMENT_TIMEOUT,   /* out of time: as failed */
+    METRICS_FULFILMENT_REJECTED,  /* refused for good (HTTP 4xx): dead-lettered at once */
+    METRICS_FULFILMENT_ERROR,     /* could not be started */
+    METRICS_FULFILMENT_RESULT_COUNT
+};
+
 /* Values read at scrape time from storage. */
 struct metrics_queue_gauges {
     uint64_t queue_depth;
@@ -79,6 +91,11 @@ void metrics_http_observe(struct metrics *m, enum metrics_route route, unsigned 
 void metrics_processing_observe(struct metrics *m, double seconds);
 /* One fsync that makes accepted orders durable before their 202, seconds taken. */
 void metrics_sync_observe(struct metrics *m, double seconds);
+/* One fulfilment attempt that ended: its kind, result and seconds taken. */
+void metrics_fulfilment_observe(struct metrics *m, enum metrics_fulfilment_kind kind,
+                                enum metrics_fulfilment_result result, double seconds);
+/* Fulfilments in flight: +1 as one starts, -1 as it ends. */
+void metrics_fulfilment_in_flight_add(struct metrics *m, int64_t delta);
 
 const char *metrics_route_label(enum metrics_route route);
 

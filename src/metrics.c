@@ -65,6 +65,9 @@ struct metrics {
     struct histogram http_duration[METRICS_ROUTE_COUNT];
     struct histogram processing;
     struct histogram sync;
+    _Atomic uint64_t fulfilment_results[METRICS_FULFILMENT_RESULT_COUNT];
+    struct histogram fulfilment_duration[METRICS_FULFILMENT_KIND_COUNT];
+    _Atomic int64_t fulfilment_in_flight;
 
     pthread_mutex_t lock; /* guards the fields below */
     metrics_gauge_fn gauge_fn;
@@ -86,6 +89,19 @@ static const char *const route_labels[METRICS_ROUTE_COUNT] = {
     [METRICS_ROUTE_ADMIN_REDRIVE] = "/admin/dlq/{id}/redrive",
     [METRICS_ROUTE_ADMIN_REDRIVE_ALL] = "/admin/dlq/redrive",
     [METRICS_ROUTE_OTHER] = "other",
+};
+
+static const char *const fulfilment_result_labels[METRICS_FULFILMENT_RESULT_COUNT] = {
+    [METRICS_FULFILMENT_OK] = "ok",
+    [METRICS_FULFILMENT_FAILED] = "failed",
+    [METRICS_FULFILMENT_TIMEOUT] = "timeout",
+    [METRICS_FULFILMENT_REJECTED] = "rejected",
+    [METRICS_FULFILMENT_ERROR] = "error",
+};
+
+static const char *const fulfilment_kind_labels[METRICS_FULFILMENT_KIND_COUNT] = {
+    [METRICS_FULFILMENT_COMMAND] = "command",
+    [METRICS_FULFILMENT_HTTP] = "http",
 };
 
 static const struct {
@@ -211,6 +227,21 @@ void metrics_sync_observe(struct metrics *m, double seconds)
     histogram_observe(&m->sync, seconds);
 }
 
+void metrics_fulfilment_observe(struct metrics *m, enum metrics_fulfilment_kind kind,
+                                enum metrics_fulfilment_result result, double seconds)
+{
+    if ((unsigned)kind >= METRICS_FULFILMENT_KIND_COUNT ||
+        (unsigned)result >= METRICS_FULFILMENT_RESULT_COUNT)
+        return;
+    atomic_fetch_add_explicit(&m->fulfilment_results[result], 1, memory_order_relaxed);
+    histogram_observe(&m->fulfilment_duration[kind], seconds);
+}
+
+void metrics_fulfilment_in_flight_add(struct metrics *m, int64_t delta)
+{
+    atomic_fetch_add_explicit(&m->fulfilment_in_flight, delta, memory_order_relaxed);
+}
+
 const char *metrics_route_label(enum metrics_route route)
 {
     if ((unsigned)route >= METRICS_ROUTE_COUNT)
@@ -279,17 +310,17 @@ static void family(struct strbuf *b, const char *name, const char *type, const c
 }
 
 /* One histogram's samples; route may be NULL (no labels). */
-static void render_histogram(struct strbuf *b, const char *name, const char *route,
-                             const struct histogram *h)
+static void render_histogram(struct strbuf *b, const char *name, const char *label,
+                             const char *value, const struct histogram *h)
 {
     uint64_t cumulative = 0;
 
     for (size_t i = 0; i < BUCKET_COUNT; i++) {
         cumulative += atomic_load_explicit(&h->buckets[i], memory_order_relaxed);
         strbuf_printf(b, "%s_bucket{", name);
-        if (route != NULL) {
-            strbuf_str(b, "route=\"");
-            buf_label_value(b, route);
+        if (label != NULL) {
+            strbuf_printf(b, "%s=\"", label);
+            buf_label_value(b, value);
             strbuf_str(b, "\",");
         }
         strbuf_printf(b, "le=\"%s\"} %" PRIu64 "\n",
@@ -299,9 +330,9 @@ static void render_histogram(struct strbuf *b, const char *name, const char *rou
     const char *suffixes[] = {"_sum", "_count"};
     for (int k = 0; k < 2; k++) {
         strbuf_printf(b, "%s%s", name, suffixes[k]);
-        if (route != NULL) {
-            strbuf_str(b, "{route=\"");
-            buf_label_value(b, route);
+        if (label != NULL) {
+            strbuf_printf(b, "{%s=\"", label);
+            buf_label_value(b, value);
             strbuf_str(b, "\"}");
         }
         strbuf_str(b, " ");
@@ -389,9 +420,30 @@ static void render_http(struct strbuf *b, const struct metrics *m)
            "Time to answer an HTTP request, by route template.");
     for (int r = 0; r < METRICS_ROUTE_COUNT; r++) {
         if (histogram_count(&m->http_duration[r]) != 0)
-            render_histogram(b, "orderd_http_request_duration_seconds", route_labels[r],
+            render_histogram(b, "orderd_http_request_duration_seconds", "route", route_labels[r],
                              &m->http_duration[r]);
     }
+}
+
+/* The fulfilment step of processing: its results, durations and what is in flight. */
+static void render_fulfilment(struct strbuf *b, const struct metrics *m)
+{
+    family(b, "orderd_fulfilment_results_total", "counter",
+           "Fulfilment attempts (command or HTTP request) by result: ok, failed (retried), "
+           "timeout (retried), rejected (dead-lettered at once), error (could not start).");
+    for (int r = 0; r < METRICS_FULFILMENT_RESULT_COUNT; r++)
+        strbuf_printf(b, "orderd_fulfilment_results_total{result=\"%s\"} %" PRIu64 "\n",
+                      fulfilment_result_labels[r],
+                      atomic_load_explicit(&m->fulfilment_results[r], memory_order_relaxed));
+    family(b, "orderd_fulfilment_duration_seconds", "histogram",
+           "Time taken by one fulfilment attempt, by kind (command or http).");
+    for (int k = 0; k < METRICS_FULFILMENT_KIND_COUNT; k++)
+        render_histogram(b, "orderd_fulfilment_duration_seconds", "kind",
+                         fulfilment_kind_labels[k], &m->fulfilment_duration[k]);
+    family(b, "orderd_fulfilment_in_flight", "gauge",
+           "Fulfilments running now on this node (at most fulfilment_concurrency).");
+    strbuf_printf(b, "orderd_fulfilment_in_flight %" PRId64 "\n",
+                  atomic_load_explicit(&m->fulfilment_in_flight, memory_order_relaxed));
 }
 
 /* The pipeline behind the API: durable intake and processing. */
@@ -399,11 +451,12 @@ static void render_pipeline(struct strbuf *b, const struct metrics *m)
 {
     family(b, "orderd_processing_duration_seconds", "histogram",
            "Time taken by one processing attempt of an order, success or failure.");
-    render_histogram(b, "orderd_processing_duration_seconds", NULL, &m->processing);
+    render_histogram(b, "orderd_processing_duration_seconds", NULL, NULL, &m->processing);
     family(b, "orderd_storage_sync_duration_seconds", "histogram",
            "Time of each fsync that makes accepted orders durable before their 202 "
            "(SQLite with durability = full; elsewhere the commit includes it).");
-    render_histogram(b, "orderd_storage_sync_duration_seconds", NULL, &m->sync);
+    render_histogram(b, "orderd_storage_sync_duration_seconds", NULL, NULL, &m->sync);
+    render_fulfilment(b, m);
 }
 
 static void render_build_info(struct strbuf *b, const char *version, const char *sqlite_version)

@@ -118,6 +118,9 @@ static const struct {
     {"orderd_http_request_duration_seconds", "histogram"},
     {"orderd_processing_duration_seconds", "histogram"},
     {"orderd_storage_sync_duration_seconds", "histogram"},
+    {"orderd_fulfilment_results_total", "counter"},
+    {"orderd_fulfilment_duration_seconds", "histogram"},
+    {"orderd_fulfilment_in_flight", "gauge"},
     {"orderd_build_info", "gauge"},
     {"process_cpu_seconds_total", "counter"},
     {"process_resident_memory_bytes", "gauge"},
@@ -658,6 +661,32 @@ END_TEST
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+/* Fulfilment: results by name, durations by kind, and the in-flight gauge. */
+START_TEST(test_fulfilment_series)
+{
+    metrics_fulfilment_observe(m, METRICS_FULFILMENT_HTTP, METRICS_FULFILMENT_OK, 0.2);
+    metrics_fulfilment_observe(m, METRICS_FULFILMENT_HTTP, METRICS_FULFILMENT_REJECTED, 0.003);
+    metrics_fulfilment_observe(m, METRICS_FULFILMENT_COMMAND, METRICS_FULFILMENT_TIMEOUT, 10);
+    metrics_fulfilment_observe(m, METRICS_FULFILMENT_KIND_COUNT, METRICS_FULFILMENT_OK, 1);
+    metrics_fulfilment_in_flight_add(m, 3);
+    metrics_fulfilment_in_flight_add(m, -1);
+    char *s = render();
+
+    ck_assert_double_eq(value(s, "orderd_fulfilment_results_total{result=\"ok\"}"), 1);
+    ck_assert_double_eq(value(s, "orderd_fulfilment_results_total{result=\"rejected\"}"), 1);
+    ck_assert_double_eq(value(s, "orderd_fulfilment_results_total{result=\"timeout\"}"), 1);
+    ck_assert_double_eq(value(s, "orderd_fulfilment_results_total{result=\"failed\"}"), 0);
+    ck_assert_double_eq(value(s, "orderd_fulfilment_results_total{result=\"error\"}"), 0);
+    ck_assert_double_eq(value(s, "orderd_fulfilment_duration_seconds_count{kind=\"http\"}"), 2);
+    ck_assert_double_eq(value(s, "orderd_fulfilment_duration_seconds_count{kind=\"command\"}"), 1);
+    ck_assert_double_eq(
+        value(s, "orderd_fulfilment_duration_seconds_bucket{kind=\"http\",le=\"0.005\"}"), 1);
+    ck_assert_double_eq(value(s, "orderd_fulfilment_duration_seconds_sum{kind=\"command\"}"), 10);
+    ck_assert_double_eq(value(s, "orderd_fulfilment_in_flight"), 2);
+    free(s);
+}
+END_TEST
+
 Suite *suite_metrics(void)
 {
     Suite *s = suite_create("metrics");
@@ -665,6 +694,7 @@ Suite *suite_metrics(void)
 
     tcase_set_timeout(tc, UNIT_TIMEOUT_IO);
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_fulfilment_series);
     tcase_add_loop_test(tc, test_fresh_render_families, 0, N(fresh_families));
     tcase_add_test(tc, test_fresh_render_values);
     tcase_add_test(tc, test_counters_add_up);

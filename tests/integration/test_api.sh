@@ -137,6 +137,22 @@ test_validation_reports_every_field() {
     assert_contains "$fields" bogus "errors"
 }
 
+# A \u0000 is valid JSON that orderd refuses: in its own words, not the JSON
+# library's ("not allowed without JSON_ALLOW_NUL").
+test_nul_character_refused_in_plain_words() {
+    local body
+    for body in '{"customer_id":"A\u0000B","items":[{"item":"x","quantity":1}]}' \
+        '{"customer_id":"A","items":[{"item":"\u0000","quantity":1}]}'; do
+        post_json "$body"
+        assert_status 400
+        assert_eq "$(header Content-Type)" application/problem+json "content type of the 400"
+        assert_contains "$BODY" 'the body contains a NUL character (\\u0000), which is not allowed' \
+            "problem for a NUL character"
+        assert_not_contains "$BODY" JSON_ "problem for a NUL character"
+        assert_not_contains "$BODY" jansson "problem for a NUL character"
+    done
+}
+
 test_malformed_json() {
     local body
     for body in '{"customer_id":' 'not json' '' '[]' '"a string"' '42' \

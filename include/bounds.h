@@ -37,6 +37,7 @@
  * before its 413, so that the client sees the answer, not a reset (http.c). */
 #define HTTP_DISCARD_BODY_MAX (1024 * 1024)
 #define HTTP_RETRY_AFTER_S 1              /* Retry-After on 503 */
+#define HTTP_TLS_PEM_MAX (1024 * 1024)    /* bytes of a tls_cert or tls_key file */
 #define HTTP_LIST_LIMIT_DEFAULT 50
 #define HTTP_LIST_LIMIT_MAX 500
 
@@ -63,5 +64,6 @@
 /* Config. */
 #define CONFIG_ERRORS_MAX 64
 #define CONFIG_LINE_MAX 4096
+#define CONFIG_KEYS_MAX 48          /* keys of the file (config.c's table must fit) */
 
 #endif

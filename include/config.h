@@ -5,11 +5,15 @@
  * environment overrides, and collects every error with its line (an error from
  * the environment has line 0). Unknown sections and keys are errors, so a typo
  * never passes silently. Durations take a unit (ms, s, m, h); sizes may take
- * k or M. Pure functions of their input: no thread restrictions.
+ * k or M. A loaded config remembers where each key was set, so that checks
+ * made elsewhere (the files it names: main.c) report at that line too
+ * (config_key_error), and config_warnings() names valid settings that work
+ * against each other. Pure functions of their input: no thread restrictions.
  */
 #ifndef ORDERD_CONFIG_H
 #define ORDERD_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +22,12 @@
 
 enum store_backend { STORE_BACKEND_SQLITE, STORE_BACKEND_POSTGRES };
 enum durability { DURABILITY_FULL, DURABILITY_NORMAL };
+
+/* Where a key got its value; config.c's own bookkeeping, read through config_key_error(). */
+struct config_origin {
+    unsigned line;                /* line of the file; 0 for a default or the environment */
+    bool env;                     /* set by an ORDERD_SECTION_KEY variable */
+};
 
 struct config {
     /* [server] */
@@ -54,13 +64,15 @@ struct config {
     /* [log] */
     enum log_level log_level;
     enum log_format log_format;
+    /* where each key was set, in the order of config.c's table (not for other modules) */
+    struct config_origin origins[CONFIG_KEYS_MAX];
 };
 
 struct config_error {
     unsigned line;                /* 0 = from the environment or the file as a whole */
     char section[32];
     char key[48];
-    char message[200];
+    char message[256];
 };
 
 struct config_errors {
@@ -94,5 +106,26 @@ int config_parse_size(const char *s, uint64_t *out);
 
 /* Prints "FILE:LINE: [section] key: message" lines; never fails. */
 void config_errors_print(const struct config_errors *errs, const char *path, void *stream);
+
+/* One error as config_errors_print() prints it, without the newline, cut to size - 1 bytes. */
+void config_error_format(const struct config_error *e, const char *path, char *buf, size_t size);
+
+/*
+ * Adds to errs a message about [section] key of a loaded cfg, placed where the
+ * key was set: its line, or the ORDERD_ variable that set it, or the file as
+ * a whole (line 0) when it kept its default. For checks config_load() cannot
+ * make itself, such as whether the files a key names can be used.
+ */
+void config_key_error(const struct config *cfg, const char *section, const char *key,
+                      struct config_errors *errs, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/*
+ * Adds to warns (reset first) every valid setting that works against another,
+ * each placed at the key to change: today a visibility_timeout not longer than
+ * fulfilment_timeout while a fulfilment_command is set (a slow command loses
+ * its lease and runs again). A warning never stops orderd.
+ */
+void config_warnings(const struct config *cfg, struct config_errors *warns);
 
 #endif

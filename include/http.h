@@ -6,7 +6,9 @@
  * those threads; it either sets a reply before it returns, or suspends the
  * request (http_request_suspend), hands it to another thread, and that thread
  * sets the reply and calls http_request_resume(). Every reply carries
- * X-Request-Id and traceparent.
+ * X-Request-Id and traceparent. The TLS certificate and key are read and
+ * checked here too, before the server starts (http_tls_read_pem,
+ * http_tls_check), so that a start can refuse them before it touches anything.
  */
 #ifndef ORDERD_HTTP_H
 #define ORDERD_HTTP_H
@@ -71,6 +73,23 @@ struct http_options {
     http_rate_limit_fn rate_limit; /* NULL = no limit */
     void *rate_limit_ctx;
 };
+
+/*
+ * Reads a PEM file (tls_cert or tls_key) of at most HTTP_TLS_PEM_MAX bytes for
+ * http_options. 0 with *out (NUL-terminated; the caller wipes a key and frees
+ * it), or -errno (-ENOENT: no such file), -EFBIG, -ENODATA (empty) or -ENOMEM,
+ * with why set to a line saying so. Any thread; logs nothing.
+ */
+int http_tls_read_pem(const char *path, char **out, char *why, size_t why_size);
+
+enum http_tls_fault {
+    HTTP_TLS_OK,
+    HTTP_TLS_BAD_CERT,            /* no PEM certificate in it */
+    HTTP_TLS_BAD_KEY,             /* no PEM private key (unencrypted), or not the certificate's */
+};
+/* Whether the server will take this pair, asked of GnuTLS as libmicrohttpd does. Any thread. */
+enum http_tls_fault http_tls_check(const char *cert_pem, const char *key_pem, char *why,
+                                   size_t why_size);
 
 /* Binds and starts serving. 0, or -errno with a log line saying why. */
 int http_server_start(const struct http_options *opts, struct http_server **out);

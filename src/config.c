@@ -4,7 +4,10 @@
  * Owns: the one table of keys (section, name, type, range), the value parsers
  * (durations, sizes, listen addresses, enums, rates), the ORDERD_<SECTION>_<KEY>
  * environment overrides, the checks between keys, and the error list with the
- * line of each error. Leaves to others: acting on a config (main.c applies it,
+ * line of each error, where each key was set (struct config's origins, so that
+ * config_key_error() can place an error found elsewhere at the key's line),
+ * and the warnings about valid keys that work against each other
+ * (config_warnings). Leaves to others: acting on a config (main.c applies it,
  * the reload path decides what may change live) and checking that the files it
  * names exist (config is pure: it never opens anything but the config file).
  *
@@ -46,6 +49,7 @@
 #define GOT_MAX 60            /* bytes of a bad value quoted back in a message */
 #define ENV_PREFIX "ORDERD_"
 #define COMMENT_PREFIXES ";#" /* at line start, and inline after whitespace */
+#define LEASE_ROOM_MS (5 * MS_PER_S) /* a lease's suggested room over fulfilment_timeout */
 
 #define DEFAULT_LISTEN "127.0.0.1:8080"
 #define DEFAULT_LISTEN_HOST "127.0.0.1"
@@ -110,6 +114,7 @@ static const struct key_def key_defs[] = {
 };
 
 #define KEYS_COUNT (sizeof(key_defs) / sizeof(key_defs[0]))
+static_assert(KEYS_COUNT <= CONFIG_KEYS_MAX, "struct config's origins must hold every key");
 
 static const char *const section_names[] = {
     "server", "storage", "queue", "workers", "limits", "auth", "log",
@@ -1153,6 +1158,10 @@ static int load(FILE *fp, const char *text, char *const *envp, struct config *cf
         env_apply(&p, envp);
     if (p.rc == 0)
         cross_check(&p);
+    for (size_t i = 0; i < KEYS_COUNT; i++) {
+        cfg->origins[i].line = p.keys[i].origin.line;
+        cfg->origins[i].env = p.keys[i].origin.env != NULL;
+    }
     rc = p.rc != 0 ? p.rc : (errs->count != 0 || errs->dropped != 0) ? -EINVAL : 0;
 out:
     explicit_bzero(p.line, sizeof(p.line));
@@ -1198,31 +1207,107 @@ int config_load_string(const char *text, char *const *envp, struct config *cfg,
     return load(NULL, text, envp, cfg, errs);
 }
 
+/* snprintf at buf + *used, moving *used on; stops quietly once buf is full. */
+__attribute__((format(printf, 4, 5))) static void append(char *buf, size_t size, size_t *used,
+                                                         const char *fmt, ...)
+{
+    va_list ap;
+    int w;
+
+    if (*used + 1 >= size)
+        return;
+    va_start(ap, fmt);
+    w = vsnprintf(buf + *used, size - *used, fmt, ap);
+    va_end(ap);
+    if (w < 0)
+        return;
+    *used = (size_t)w >= size - *used ? size - 1 : *used + (size_t)w;
+}
+
+void config_error_format(const struct config_error *e, const char *path, char *buf, size_t size)
+{
+    size_t used = 0;
+
+    if (buf == NULL || size == 0)
+        return;
+    buf[0] = '\0';
+    if (e == NULL)
+        return;
+    if (path == NULL)
+        path = "config";
+    if (e->line == 0 && e->section[0] == '\0' && e->key[0] != '\0') {
+        (void)snprintf(buf, size, "environment: %s: %s", e->key, e->message);
+        return;
+    }
+    if (e->line != 0)
+        append(buf, size, &used, "%s:%u: ", path, e->line);
+    else
+        append(buf, size, &used, "%s: ", path);
+    if (e->section[0] != '\0')
+        append(buf, size, &used, "[%s]%s", e->section, e->key[0] != '\0' ? " " : ": ");
+    if (e->key[0] != '\0')
+        append(buf, size, &used, "%s: ", e->key);
+    append(buf, size, &used, "%s", e->message);
+}
+
 void config_errors_print(const struct config_errors *errs, const char *path, void *stream)
 {
     FILE *out = stream;
+    /* a path of up to PATH_MAX plus the fields of one error */
+    char line[4096 + sizeof(errs->items[0]) + 16];
 
     if (errs == NULL || out == NULL)
         return;
     if (path == NULL)
         path = "config";
     for (size_t i = 0; i < errs->count && i < CONFIG_ERRORS_MAX; i++) {
-        const struct config_error *e = &errs->items[i];
-        if (e->line == 0 && e->section[0] == '\0' && e->key[0] != '\0') {
-            (void)fprintf(out, "environment: %s: %s\n", e->key, e->message);
-            continue;
-        }
-        if (e->line != 0)
-            (void)fprintf(out, "%s:%u: ", path, e->line);
-        else
-            (void)fprintf(out, "%s: ", path);
-        if (e->section[0] != '\0')
-            (void)fprintf(out, "[%s]%s", e->section, e->key[0] != '\0' ? " " : ": ");
-        if (e->key[0] != '\0')
-            (void)fprintf(out, "%s: ", e->key);
-        (void)fprintf(out, "%s\n", e->message);
+        config_error_format(&errs->items[i], path, line, sizeof(line));
+        (void)fprintf(out, "%s\n", line);
     }
     if (errs->dropped != 0)
         (void)fprintf(out, "%s: %zu more error%s not shown\n", path, errs->dropped,
                       errs->dropped == 1 ? "" : "s");
+}
+
+/* ---- errors about a loaded config ------------------------------------------------ */
+
+void config_key_error(const struct config *cfg, const char *section, const char *key,
+                      struct config_errors *errs, const char *fmt, ...)
+{
+    char msg[sizeof(errs->items[0].message)];
+    int idx = key_find(section, key);
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (idx < 0 || !cfg->origins[idx].env) {
+        errs_add(errs, idx < 0 ? 0 : cfg->origins[idx].line, section, key, "%s", msg);
+        return;
+    }
+    /* as report() names a variable: no section, its name as the key */
+    char name[sizeof(errs->items[0].key)];
+    int n = snprintf(name, sizeof(name), ENV_PREFIX "%s_%s", section, key);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof(name) ? (size_t)n : sizeof(name) - 1;
+    for (size_t i = 0; i < len; i++)
+        name[i] = (char)toupper((unsigned char)name[i]);
+    errs_add(errs, 0, "", name, "%s", msg);
+}
+
+void config_warnings(const struct config *cfg, struct config_errors *warns)
+{
+    char vis[32], run[32], room[32];
+
+    errs_reset(warns);
+    if (cfg->fulfilment_command != NULL &&
+        cfg->visibility_timeout_ms <= cfg->fulfilment_timeout_ms) {
+        fmt_duration(vis, sizeof(vis), cfg->visibility_timeout_ms);
+        fmt_duration(run, sizeof(run), cfg->fulfilment_timeout_ms);
+        fmt_duration(room, sizeof(room), cfg->fulfilment_timeout_ms + LEASE_ROOM_MS);
+        config_key_error(cfg, "queue", "visibility_timeout", warns,
+                         "%s is not longer than [workers] fulfilment_timeout (%s): a command "
+                         "still running when its lease ends is run again, and after "
+                         "max_receives leases the order is dead-lettered; set it to at least %s",
+                         vis, run, room);
+    }
 }

@@ -47,7 +47,7 @@
 #define HOUSEKEEPING_MS (60 * 1000)
 #define DEADLINES_MS 1000
 #define DRAIN_POLL_MS 20
-#define PEM_MAX (1024 * 1024)
+#define WHY_MAX 512
 
 struct daemon {
     const char *config_path;
@@ -143,22 +143,11 @@ static int start_workers(struct daemon *d)
 /* Reads a whole PEM file; caller frees. NULL with a log line on failure. */
 static char *read_pem(const char *path)
 {
-    FILE *f = fopen(path, "re");
-    if (f == NULL) {
-        log_error(NULL, "cannot read %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(PEM_MAX + 1);
-    size_t n = buf ? fread(buf, 1, PEM_MAX, f) : 0;
-    bool bad = buf == NULL || ferror(f) || n == PEM_MAX;
-    fclose(f);
-    if (bad) {
-        log_error(NULL, "cannot read %s: unreadable or larger than %d bytes", path, PEM_MAX);
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    return buf;
+    char why[WHY_MAX];
+    char *pem = NULL;
+    if (http_tls_read_pem(path, &pem, why, sizeof(why)) != 0)
+        log_error(NULL, "tls: %s", why);
+    return pem;
 }
 
 static const struct http_route *build_routes(struct daemon *d, size_t *n)
@@ -424,9 +413,11 @@ static void reload(struct daemon *d)
     struct config_errors errs = {0};
     int err = config_load(d->config_path, d->envp, &fresh, &errs);
     if (err != 0) {
-        for (size_t i = 0; i < errs.count; i++)
-            log_error(NULL, "reload: %s:%u: [%s] %s: %s", d->config_path, errs.items[i].line,
-                      errs.items[i].section, errs.items[i].key, errs.items[i].message);
+        char line[WHY_MAX + PATH_MAX];
+        for (size_t i = 0; i < errs.count; i++) {
+            config_error_format(&errs.items[i], d->config_path, line, sizeof(line));
+            log_error(NULL, "reload: %s", line);
+        }
         log_error(NULL, "reload: %s has errors; keeping the running config", d->config_path);
         config_free(&fresh);
         notify_send("READY=1");

@@ -12,16 +12,21 @@
  * What this file owns: binding the listen socket, the route table, limits on
  * bodies, the request state (struct http_request) from the first callback to
  * MHD's completion notice, the common reply headers, problem+json, and the
- * HTTP metrics. It knows nothing about orders.
+ * HTTP metrics, and the check of the TLS certificate and key it will serve
+ * with (read as PEM, parsed and matched by GnuTLS, libmicrohttpd's own TLS
+ * library). It knows nothing about orders.
  *
  * Threads: every function here runs on an MHD pool thread, except
  * http_request_resume() and the http_reply_*() calls made on a suspended
- * request (any thread; MHD is told through its inter-thread channel), and
- * start/stop/draining (loop thread).
+ * request (any thread; MHD is told through its inter-thread channel),
+ * start/stop/draining (loop thread), and the TLS checks (any thread).
  */
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -832,6 +837,120 @@ static int bind_listen(const char *host, uint16_t port, int *fd_out, uint16_t *p
     freeaddrinfo(res);
     log_error(NULL, "http: cannot listen on %s:%u: %s", host, port, strerror(-err));
     return err;
+}
+
+/* ---- TLS material ----------------------------------------------------------- */
+
+/* Reads fd to its end, at most HTTP_TLS_PEM_MAX bytes, into buf[HTTP_TLS_PEM_MAX + 1]. */
+static int read_bounded(int fd, char *buf, size_t *len)
+{
+    *len = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + *len, HTTP_TLS_PEM_MAX + 1 - *len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return 0;
+        *len += (size_t)n;
+        if (*len > HTTP_TLS_PEM_MAX)
+            return -EFBIG;
+    }
+}
+
+int http_tls_read_pem(const char *path, char **out, char *why, size_t why_size)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        int err = errno;
+        snprintf(why, why_size, "cannot read %s: %s", path, strerror(err));
+        return -err;
+    }
+    size_t len = 0;
+    char *buf = malloc(HTTP_TLS_PEM_MAX + 1);
+    int err = buf ? read_bounded(fd, buf, &len) : -ENOMEM;
+    close(fd);
+    if (err == 0 && len == 0)
+        err = -ENODATA;
+    if (err == 0) {
+        buf[len] = '\0';
+        *out = buf;
+        return 0;
+    }
+    if (err == -EFBIG)
+        snprintf(why, why_size, "%s is larger than %d bytes: not a PEM file", path,
+                 HTTP_TLS_PEM_MAX);
+    else if (err == -ENODATA)
+        snprintf(why, why_size, "%s is empty", path);
+    else
+        snprintf(why, why_size, "cannot read %s: %s", path, strerror(-err));
+    if (buf != NULL) {
+        explicit_bzero(buf, len);
+        free(buf);
+    }
+    return err;
+}
+
+static gnutls_datum_t pem_datum(const char *pem)
+{
+    return (gnutls_datum_t){(unsigned char *)pem, (unsigned)strlen(pem)};
+}
+
+static bool is_certificate(const char *pem, char *why, size_t why_size)
+{
+    gnutls_x509_crt_t *crts = NULL;
+    unsigned n = 0;
+    gnutls_datum_t d = pem_datum(pem);
+    int rc = gnutls_x509_crt_list_import2(&crts, &n, &d, GNUTLS_X509_FMT_PEM, 0);
+    for (unsigned i = 0; rc >= 0 && i < n; i++)
+        gnutls_x509_crt_deinit(crts[i]);
+    gnutls_free(crts);
+    if (rc >= 0 && n > 0)
+        return true;
+    snprintf(why, why_size, "no PEM certificate in it (%s)",
+             rc < 0 ? gnutls_strerror(rc) : "empty list");
+    return false;
+}
+
+static bool is_private_key(const char *pem, char *why, size_t why_size)
+{
+    gnutls_x509_privkey_t key;
+    int rc = gnutls_x509_privkey_init(&key);
+    if (rc >= 0) {
+        gnutls_datum_t d = pem_datum(pem);
+        rc = gnutls_x509_privkey_import2(key, &d, GNUTLS_X509_FMT_PEM, NULL, 0);
+        gnutls_x509_privkey_deinit(key);
+    }
+    if (rc >= 0)
+        return true;
+    snprintf(why, why_size, "no unencrypted PEM private key in it (%s)", gnutls_strerror(rc));
+    return false;
+}
+
+enum http_tls_fault http_tls_check(const char *cert_pem, const char *key_pem, char *why,
+                                   size_t why_size)
+{
+    if (!is_certificate(cert_pem, why, why_size))
+        return HTTP_TLS_BAD_CERT;
+    if (!is_private_key(key_pem, why, why_size))
+        return HTTP_TLS_BAD_KEY;
+    gnutls_certificate_credentials_t cred;
+    int rc = gnutls_certificate_allocate_credentials(&cred);
+    if (rc >= 0) {
+        gnutls_datum_t c = pem_datum(cert_pem), k = pem_datum(key_pem);
+        rc = gnutls_certificate_set_x509_key_mem(cred, &c, &k, GNUTLS_X509_FMT_PEM);
+        gnutls_certificate_free_credentials(cred);
+    }
+    if (rc >= 0)
+        return HTTP_TLS_OK;
+    if (rc == GNUTLS_E_CERTIFICATE_KEY_MISMATCH)
+        snprintf(why, why_size, "not the private key of the certificate in tls_cert");
+    else
+        snprintf(why, why_size, "GnuTLS refuses this key with its certificate (%s)",
+                 gnutls_strerror(rc));
+    return HTTP_TLS_BAD_KEY;
 }
 
 /* ---- start / stop --------------------------------------------------------- */

@@ -1,25 +1,51 @@
 /*
  * main.c — the command line: run, --check-config, --version, backup,
- * hash-key. Parses arguments, loads the config, and hands over to daemon.c.
+ * hash-key. Parses arguments, loads the config, checks what it names, and
+ * hands over to daemon.c.
+ *
+ * What the config names is checked here, the same way for --check-config and
+ * before a start, so that a start that would fail touches no storage:
+ * tls_cert and tls_key (readable PEM, the key the certificate's: http.c asks
+ * GnuTLS), keys_file (auth_load), fulfilment_command (it splits into words,
+ * and its program is found as posix_spawnp will find it and is executable);
+ * config_warnings() adds valid settings that work against each other.
+ * --check-config prints each problem at its key's line and exits 1; a file
+ * that does not exist here is only a warning (a config checked on a build
+ * machine for another host). At start each problem is one log line and the
+ * exit status is 2 (the config is valid, what it names cannot be used now),
+ * except that a fulfilment program that cannot run is only a warning: orders
+ * then fail and retry until it can, as they would if it vanished later.
  *
  * Exit codes (SPEC): 0 success, 1 bad config or usage, 2 runtime failure,
- * each failure with one clear line on stderr.
+ * each failure with one clear line on stderr; a failed backup prints exactly
+ * one, in the configured log format (backup_quietly).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "auth.h"
 #include "config.h"
 #include "daemon.h"
+#include "fulfilment.h"
+#include "http.h"
 #include "log.h"
 #include "store.h"
 
 #define DEFAULT_CONFIG "/etc/orderd/orderd.conf"
+#define WHY_MAX 512
+#define DEFAULT_PATH "/bin:/usr/bin" /* glibc's posix_spawnp without PATH */
+#define CAPTURE_MAX 4096             /* bytes of the store's log lines read back */
 
 extern char **environ;
 
@@ -50,37 +76,322 @@ static int load_config(const char *path, struct config *cfg)
     return 0;
 }
 
-/* A keys file that would stop the daemon is a config error too. One that does
- * not exist yet (checking prod.conf on a build machine) is only noted. */
-static int check_keys_file(const char *keys_file)
+/* ---- the files the config names ------------------------------------------------ */
+
+struct checks {
+    const struct config *cfg;
+    bool at_start;                /* else --check-config */
+    struct config_errors errors;
+    struct config_errors warnings;
+};
+
+/*
+ * A file a key names cannot be used. One that does not exist is only a
+ * warning for --check-config: it may be checked for another host.
+ */
+static void file_problem(struct checks *c, const char *section, const char *key, int err,
+                         const char *why)
 {
-    if (access(keys_file, F_OK) != 0 && errno == ENOENT) {
-        fprintf(stderr, "note: keys_file %s does not exist here; orderd will not start without it\n",
-                keys_file);
-        return 0;
+    bool absent = err == -ENOENT || err == -ENOTDIR;
+    if (absent && !c->at_start)
+        config_key_error(c->cfg, section, key, &c->warnings,
+                         "%s (here); orderd will not start without it", why);
+    else
+        config_key_error(c->cfg, section, key, &c->errors, "%s", why);
+}
+
+static void free_secret(char *s)
+{
+    if (s != NULL)
+        explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+static void check_tls(struct checks *c)
+{
+    const struct config *cfg = c->cfg;
+    char why[WHY_MAX];
+    char *cert = NULL, *key = NULL;
+    if (cfg->tls_cert == NULL || cfg->tls_key == NULL)
+        return;
+    int err = http_tls_read_pem(cfg->tls_cert, &cert, why, sizeof(why));
+    if (err != 0)
+        file_problem(c, "server", "tls_cert", err, why);
+    err = http_tls_read_pem(cfg->tls_key, &key, why, sizeof(why));
+    if (err != 0)
+        file_problem(c, "server", "tls_key", err, why);
+    if (cert != NULL && key != NULL) {
+        enum http_tls_fault f = http_tls_check(cert, key, why, sizeof(why));
+        if (f == HTTP_TLS_BAD_CERT)
+            config_key_error(cfg, "server", "tls_cert", &c->errors, "%s: %s", cfg->tls_cert, why);
+        else if (f == HTTP_TLS_BAD_KEY)
+            config_key_error(cfg, "server", "tls_key", &c->errors, "%s: %s", cfg->tls_key, why);
     }
+    free(cert);
+    free_secret(key);
+}
+
+static void check_keys_file(struct checks *c)
+{
+    const char *path = c->cfg->keys_file;
     struct auth *a = NULL;
     struct auth_errors errs = {0};
-    int err = auth_load(keys_file, &a, &errs);
+    if (path == NULL)
+        return;
+    int err = auth_load(path, &a, &errs);
+    size_t keys = a != NULL ? auth_key_count(a) : 0;
     auth_free(a);
+    if (err == 0) {
+        if (keys == 0)
+            config_key_error(c->cfg, "auth", "keys_file", &c->warnings,
+                             "%s has no keys: every API request will get 401", path);
+        return;
+    }
+    if (errs.count == 0 || errs.items[0].line == 0) {
+        char why[WHY_MAX];
+        snprintf(why, sizeof(why), "%s: %s", path,
+                 errs.count > 0 ? errs.items[0].message : strerror(-err));
+        file_problem(c, "auth", "keys_file", err, why);
+        return;
+    }
+    for (size_t i = 0; i < errs.count; i++)
+        config_key_error(c->cfg, "auth", "keys_file", &c->errors, "%s:%u: %s", path,
+                         errs.items[i].line, errs.items[i].message);
+    if (errs.dropped > 0)
+        config_key_error(c->cfg, "auth", "keys_file", &c->errors, "%s: %zu more errors", path,
+                         errs.dropped);
+}
+
+/* 0 when path names a file this process may execute; else -errno (-EISDIR, -EACCES, ...). */
+static int executable(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return -errno;
+    if (S_ISDIR(st.st_mode))
+        return -EISDIR;
+    if (!S_ISREG(st.st_mode))
+        return -EACCES;
+    return access(path, X_OK) == 0 ? 0 : -errno;
+}
+
+/*
+ * Finds a program as posix_spawnp() will: as written when it holds a '/',
+ * else the first executable file of that name in a directory of PATH (an
+ * empty entry is the current directory). 0, or -ENOENT (nowhere), or another
+ * -errno with why set.
+ */
+static int find_program(const char *name, char *why, size_t size)
+{
+    if (strchr(name, '/') != NULL) {
+        int err = executable(name);
+        if (err != 0)
+            snprintf(why, size, "program %s: %s", name,
+                     err == -EACCES ? "not executable (chmod +x?)" : strerror(-err));
+        return err;
+    }
+    const char *path = getenv("PATH");
+    if (path == NULL)
+        path = DEFAULT_PATH;
+    int found = -ENOENT;
+    for (const char *dir = path;;) {
+        const char *end = strchrnul(dir, ':');
+        int dlen = (int)(end - dir);
+        char file[PATH_MAX];
+        int n = snprintf(file, sizeof(file), "%.*s%s%s", dlen, dir, dlen > 0 ? "/" : "", name);
+        if (n > 0 && (size_t)n < sizeof(file)) {
+            int err = executable(file);
+            if (err == 0)
+                return 0;
+            if (err != -ENOENT && err != -ENOTDIR)
+                found = err;
+        }
+        if (*end == '\0')
+            break;
+        dir = end + 1;
+    }
+    if (found == -ENOENT)
+        snprintf(why, size, "program %s: not found in PATH", name);
+    else
+        snprintf(why, size, "program %s: in PATH but not executable", name);
+    return found;
+}
+
+static void check_fulfilment(struct checks *c)
+{
+    const struct config *cfg = c->cfg;
+    struct fulfilment_command cmd;
+    char why[WHY_MAX];
+    if (cfg->fulfilment_command == NULL)
+        return;
+    int err = fulfilment_parse(cfg->fulfilment_command, &cmd);
+    if (err != 0) {
+        config_key_error(cfg, "workers", "fulfilment_command", &c->errors, "%s",
+                         err == -ENOMEM ? "out of memory"
+                                        : "cannot split it into words: a quote is not closed");
+        return;
+    }
+    err = find_program(cmd.argv[0], why, sizeof(why));
+    fulfilment_command_free(&cmd);
     if (err == 0)
-        return 0;
-    auth_errors_print(&errs, keys_file, stderr);
-    if (errs.count == 0)
-        fprintf(stderr, "%s: cannot load: %s\n", keys_file, strerror(-err));
-    return 1;
+        return;
+    /* At start, or absent here (it may be installed later): orders wait for it. */
+    if (c->at_start || err == -ENOENT)
+        config_key_error(cfg, "workers", "fulfilment_command", &c->warnings,
+                         "%s; every order fails and is retried until it can run", why);
+    else
+        config_key_error(cfg, "workers", "fulfilment_command", &c->errors, "%s", why);
+}
+
+/* Runs every check on cfg; c->errors and c->warnings hold what they found. */
+static void check_all(struct checks *c, const struct config *cfg, bool at_start)
+{
+    c->cfg = cfg;
+    c->at_start = at_start;
+    config_warnings(cfg, &c->warnings);
+    memset(&c->errors, 0, sizeof(c->errors));
+    check_tls(c);
+    check_keys_file(c);
+    check_fulfilment(c);
+}
+
+static void print_warnings(const struct config_errors *warns, const char *path)
+{
+    char line[WHY_MAX + PATH_MAX];
+    for (size_t i = 0; i < warns->count; i++) {
+        config_error_format(&warns->items[i], path, line, sizeof(line));
+        fprintf(stderr, "warning: %s\n", line);
+    }
+}
+
+static void log_lines(const struct config_errors *errs, const char *path, enum log_level level,
+                      const char *prefix)
+{
+    char line[WHY_MAX + PATH_MAX];
+    for (size_t i = 0; i < errs->count; i++) {
+        config_error_format(&errs->items[i], path, line, sizeof(line));
+        log_write(level, NULL, "%s%s", prefix, line);
+    }
+    if (errs->dropped > 0)
+        log_write(level, NULL, "%s%s: %zu more", prefix, path, errs->dropped);
+}
+
+/* Before a start: 0, or 2 when something the config names cannot be used (logged). */
+static int check_before_start(const char *path, const struct config *cfg)
+{
+    struct checks *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        log_error(NULL, "cannot start: out of memory");
+        return 2;
+    }
+    check_all(c, cfg, true);
+    log_lines(&c->warnings, path, LOG_LEVEL_WARN, "");
+    log_lines(&c->errors, path, LOG_LEVEL_ERROR, "cannot start: ");
+    int rc = c->errors.count > 0 || c->errors.dropped > 0 ? 2 : 0;
+    free(c);
+    return rc;
 }
 
 static int cmd_check_config(const char *path)
 {
     struct config cfg;
     int rc = load_config(path, &cfg);
-    if (rc == 0 && cfg.keys_file)
-        rc = check_keys_file(cfg.keys_file);
+    struct checks *c = rc == 0 ? calloc(1, sizeof(*c)) : NULL;
+    if (rc == 0 && c == NULL) {
+        fprintf(stderr, "orderd: out of memory\n");
+        rc = 2;
+    }
+    if (c != NULL) {
+        check_all(c, &cfg, false);
+        print_warnings(&c->warnings, path);
+        config_errors_print(&c->errors, path, stderr);
+        rc = c->errors.count > 0 || c->errors.dropped > 0 ? 1 : 0;
+        free(c);
+    }
     config_free(&cfg);
     if (rc == 0)
         printf("%s: ok\n", path);
     return rc;
+}
+
+/* ---- backup ----------------------------------------------------------------------- */
+
+/* Appends the "msg" of each JSON log line in text[0..len) to why, "; " between them. */
+static void collect_messages(const char *text, size_t len, char *why, size_t size)
+{
+    size_t used = strlen(why);
+    for (size_t pos = 0; pos < len;) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t end = nl != NULL ? (size_t)(nl - text) : len;
+        json_t *line = json_loadb(text + pos, end - pos, 0, NULL);
+        const char *msg = json_string_value(json_object_get(line, "msg"));
+        int w = 0;
+        if (end > pos)
+            w = snprintf(why + used, size - used, "%s%.*s", used > 0 ? "; " : "",
+                         msg != NULL ? (int)strlen(msg) : (int)(end - pos),
+                         msg != NULL ? msg : text + pos);
+        json_decref(line);
+        if (w > 0)
+            used = (size_t)w >= size - used ? size - 1 : used + (size_t)w;
+        pos = end + 1;
+    }
+}
+
+/* Reads back what was written to the memory file fd. */
+static void read_capture(int fd, char *why, size_t size)
+{
+    char buf[CAPTURE_MAX];
+    ssize_t n = pread(fd, buf, sizeof(buf), 0);
+    if (n > 0)
+        collect_messages(buf, (size_t)n, why, size);
+    if (why[0] == '\0')
+        snprintf(why, size, "no reason given");
+}
+
+/*
+ * store_backup() with fd 2 on a memory file: the store logs each failure
+ * itself, sometimes in two lines, and a failed backup is to print one line.
+ * Its lines are written as JSON, read back, and their messages put in why.
+ * No other thread runs meanwhile. When fd 2 cannot be moved, the store's
+ * lines go out as they are.
+ */
+static int backup_quietly(const struct config *cfg, const char *dest, char *why, size_t size)
+{
+    why[0] = '\0';
+    int mem = memfd_create("orderd-backup-log", MFD_CLOEXEC);
+    int saved = mem >= 0 ? fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3) : -1;
+    if (saved < 0 || dup2(mem, STDERR_FILENO) < 0) {
+        if (saved >= 0)
+            close(saved);
+        if (mem >= 0)
+            close(mem);
+        snprintf(why, size, "see the line before");
+        return store_backup(cfg->storage_path, dest);
+    }
+    log_configure(cfg->log_level, LOG_FORMAT_JSON);
+    int rc = store_backup(cfg->storage_path, dest);
+    int back = dup2(saved, STDERR_FILENO);
+    log_configure(cfg->log_level, cfg->log_format);
+    close(saved);
+    read_capture(mem, why, size);
+    close(mem);
+    return back < 0 ? STORE_EINTERNAL : rc;
+}
+
+static int run_backup(const struct config *cfg, const char *dest)
+{
+    char why[WHY_MAX];
+    if (cfg->backend != STORE_BACKEND_SQLITE) {
+        log_error(NULL, "backup: orderd backs up the sqlite backend only; use pg_dump for "
+                        "postgres");
+        return 1;
+    }
+    if (backup_quietly(cfg, dest, why, sizeof(why)) != STORE_OK) {
+        log_error(NULL, "backup of %s to %s failed: %s", cfg->storage_path, dest, why);
+        return 2;
+    }
+    printf("backed up %s to %s\n", cfg->storage_path, dest);
+    return 0;
 }
 
 static int cmd_backup(const char *path, const char *dest)
@@ -88,20 +399,14 @@ static int cmd_backup(const char *path, const char *dest)
     struct config cfg;
     int rc = load_config(path, &cfg);
     if (rc == 0) {
-        log_configure(cfg.log_level, LOG_FORMAT_TEXT);
-        if (cfg.backend != STORE_BACKEND_SQLITE) {
-            fprintf(stderr, "orderd: backup: only the sqlite backend is backed up by orderd\n");
-            rc = 1;
-        } else if (store_backup(cfg.storage_path, dest) != STORE_OK) {
-            fprintf(stderr, "orderd: backup of %s to %s failed\n", cfg.storage_path, dest);
-            rc = 2;
-        } else {
-            printf("backed up %s to %s\n", cfg.storage_path, dest);
-        }
+        log_configure(cfg.log_level, cfg.log_format);
+        rc = run_backup(&cfg, dest);
     }
     config_free(&cfg);
     return rc;
 }
+
+/* ---- run ------------------------------------------------------------------------------ */
 
 static int cmd_run(const char *path)
 {
@@ -109,6 +414,9 @@ static int cmd_run(const char *path)
     int rc = load_config(path, &cfg);
     if (rc == 0) {
         log_configure(cfg.log_level, cfg.log_format);
+        rc = check_before_start(path, &cfg);
+    }
+    if (rc == 0) {
         /* A client that goes away mid-write, or a fulfilment command that exits
          * early, must not kill the daemon. */
         signal(SIGPIPE, SIG_IGN);

@@ -78,6 +78,150 @@ test_check_config_shipped_files() {
     ((n >= 1)) || fail "no etc/orderd/*.conf"
 }
 
+# ---- what the config names (issue 17, item 4) -------------------------------------
+
+# make_pair NAME — a self-signed certificate $T/NAME.crt and its key $T/NAME.key.
+make_pair() {
+    command -v openssl >/dev/null || skip "openssl is not installed"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=$1" -keyout "$T/$1.key" -out "$T/$1.crt" >/dev/null 2>&1 ||
+        fail "openssl could not make a test certificate"
+}
+
+# line_of FILE KEY — the line of "KEY = ..." in FILE.
+line_of() {
+    grep -n "^$2 = " "$1" | cut -d: -f1
+}
+
+# check_fails WHAT KEY PART section.key=value... — --check-config of a config
+# with these keys exits 1 and names the line of KEY with PART.
+check_fails() {
+    local what=$1 key=$2 part=$3
+    shift 3
+    write_config "$T/f.conf" "$T" "$@"
+    run_bin -c "$T/f.conf" --check-config
+    assert_rc 1 "--check-config with $what"
+    assert_contains "$ERR" "f.conf:$(line_of "$T/f.conf" "$key"): " "--check-config with $what"
+    assert_contains "$ERR" "] $key: " "--check-config with $what"
+    assert_contains "$ERR" "$part" "--check-config with $what"
+}
+
+test_check_config_checks_the_files_start_up_needs() {
+    make_pair a
+    make_pair b
+    printf 'junk line\n' >"$T/bad-keys"
+    printf '#!/bin/sh\nexit 0\n' >"$T/noexec.sh"
+    chmod 0644 "$T/noexec.sh"
+    : >"$T/empty.pem"
+    local tls=("server.tls_cert=$T/a.crt" "server.tls_key=$T/a.key")
+    check_fails "a directory as tls_cert" tls_cert "Is a directory" \
+        "server.tls_cert=$T" "server.tls_key=$T/a.key"
+    check_fails "an empty tls_cert" tls_cert "is empty" \
+        "server.tls_cert=$T/empty.pem" "server.tls_key=$T/a.key"
+    check_fails "a key that is not a key" tls_key "no unencrypted PEM private key" \
+        "server.tls_cert=$T/a.crt" "server.tls_key=$T/b.crt"
+    check_fails "another certificate's key" tls_key "not the private key of the certificate" \
+        "server.tls_cert=$T/a.crt" "server.tls_key=$T/b.key"
+    check_fails "a broken keys_file" keys_file "bad-keys:1: expected NAME SCOPES SHA256HEX" \
+        "auth.keys_file=$T/bad-keys"
+    check_fails "a program that is not executable" fulfilment_command "not executable" \
+        "workers.fulfilment_command=$T/noexec.sh --flag"
+    check_fails "a command line with an open quote" fulfilment_command "quote" \
+        "workers.fulfilment_command=/bin/true 'open"
+
+    # what start-up will find: all good
+    printf 'ops admin %s\n' "$(printf 'k-1' | "$TEST_ORDERD_BIN" hash-key)" >"$T/keys"
+    chmod 0600 "$T/keys"
+    write_config "$T/ok.conf" "$T" "${tls[@]}" "auth.keys_file=$T/keys" \
+        "workers.fulfilment_command=true --ignored"
+    run_bin -c "$T/ok.conf" --check-config
+    assert_rc 0 "--check-config with usable files"
+    assert_eq "$ERR" "" "stderr of --check-config with usable files"
+
+    # files that do not exist here: warnings with their lines, not errors
+    # (a config for another host, checked on a build machine)
+    write_config "$T/away.conf" "$T" "server.tls_cert=$T/none.crt" "server.tls_key=$T/none.key" \
+        "auth.keys_file=$T/no-keys" "workers.fulfilment_command=no-such-program-17 --x"
+    run_bin -c "$T/away.conf" --check-config
+    assert_rc 0 "--check-config with files that are not here"
+    local key
+    for key in tls_cert tls_key keys_file fulfilment_command; do
+        assert_contains "$ERR" "warning: $T/away.conf:$(line_of "$T/away.conf" "$key"): " \
+            "the warning for $key"
+    done
+    assert_eq "$(grep -c '^warning: ' <<<"$ERR")" 4 "warnings of --check-config ($ERR)"
+}
+
+# A start that cannot use what the config names stops before it creates the
+# database, with one line (in the configured log format) naming the key.
+test_start_refuses_unusable_files_before_touching_storage() {
+    make_pair a
+    printf 'junk line\n' >"$T/bad-keys"
+    local what args
+    for what in tls keys; do
+        rm -rf "$T/db"
+        if [[ $what == tls ]]; then
+            args=("server.tls_cert=$T/a.crt" "server.tls_key=$T/none.key")
+        else
+            args=("auth.keys_file=$T/bad-keys")
+        fi
+        write_config "$T/s.conf" "$T" "storage.path=$T/db/orderd.db" log.format=json "${args[@]}"
+        run_bin -c "$T/s.conf"
+        assert_rc 2 "a start with an unusable $what file"
+        [[ ! -e $T/db ]] || fail "a start with an unusable $what file created $(ls -R "$T/db")"
+        assert_eq "$(wc -l <<<"$ERR")" 1 "lines on stderr for an unusable $what file ($ERR)"
+        jq -e '.level == "error" and (.msg | startswith("cannot start: "))' <<<"$ERR" >/dev/null ||
+            fail "not a JSON error line: $ERR"
+    done
+    assert_contains "$ERR" "s.conf:$(line_of "$T/s.conf" keys_file): [auth] keys_file: " \
+        "the line for the keys file"
+}
+
+# visibility_timeout not longer than fulfilment_timeout: a slow command loses
+# its lease and runs again. Warned about, at the key to change; not refused.
+test_short_lease_is_warned_about() {
+    write_config "$T/w.conf" "$T" queue.visibility_timeout=10s workers.fulfilment_timeout=20s \
+        workers.fulfilment_command=true
+    run_bin -c "$T/w.conf" --check-config
+    assert_rc 0 "--check-config with a lease shorter than the fulfilment timeout"
+    assert_contains "$ERR" "warning: $T/w.conf:$(line_of "$T/w.conf" visibility_timeout): [queue] visibility_timeout: 10s is not longer than [workers] fulfilment_timeout (20s)" \
+        "the warning"
+    assert_contains "$ERR" "set it to at least 25s" "the warning's advice"
+    start_orderd_conf "$T/w.conf"
+    assert_contains "$(grep WARN "$D_LOG")" "[queue] visibility_timeout: 10s is not longer" \
+        "the warning at start"
+    stop_orderd
+}
+
+# ---- backup (issue 17, item 7b) ------------------------------------------------------
+
+# backup_fails CONF DEST WHAT — the backup exits 2 with exactly one line on stderr.
+backup_fails() {
+    run_bin -c "$1" backup "$2"
+    assert_rc 2 "backup $3"
+    assert_eq "$(wc -l <<<"$ERR")" 1 "lines on stderr of a failed backup $3 ($ERR)"
+    assert_contains "$ERR" "$2" "stderr of a failed backup $3"
+}
+
+test_failed_backup_prints_one_line_in_the_log_format() {
+    start_orderd
+    post_order
+    stop_orderd
+    write_config "$T/json.conf" "$T" "storage.path=$D_DB" log.format=json
+    write_config "$T/text.conf" "$T" "storage.path=$D_DB" log.format=text
+    backup_fails "$T/json.conf" "$T/no/such/dir/b.db" "into a missing directory (json)"
+    jq -e '.level == "error" and (.msg | contains("backup"))' <<<"$ERR" >/dev/null ||
+        fail "a failed backup's line is not a JSON error line: $ERR"
+    backup_fails "$T/text.conf" "$T/no/such/dir/b.db" "into a missing directory (text)"
+    assert_match "$ERR" '^[0-9T:.-]+Z ERROR backup ' "the text line"
+    run_bin -c "$T/json.conf" backup "$T/b.db"
+    assert_rc 0 "a backup"
+    backup_fails "$T/json.conf" "$T/b.db" "onto an existing file"
+    jq -e . <<<"$ERR" >/dev/null || fail "not JSON: $ERR"
+    write_config "$T/none.conf" "$T" "storage.path=$T/none.db" log.format=json
+    backup_fails "$T/none.conf" "$T/c.db" "of a database that does not exist"
+}
+
 test_unwritable_database() {
     write_config "$T/c.conf" "$T" "storage.path=$T/c.conf/orderd.db"
     run_bin -c "$T/c.conf"

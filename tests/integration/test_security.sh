@@ -63,6 +63,7 @@ test_tls_with_a_missing_key_file_exits_2() {
     timeout 20 "$TEST_ORDERD_BIN" -c "$T/c.conf" 2>"$T/err" || rc=$?
     assert_eq "$rc" 2 "exit status with an unreadable TLS key"
     assert_contains "$(cat "$T/err")" "none.pem" "the error names the file"
+    [[ ! -e $T/orderd.db ]] || fail "the failed start created the database"
 }
 
 # ---- API keys -----------------------------------------------------------------

@@ -1,7 +1,8 @@
 /*
  * test_config.c — the config module: defaults, every key, every bad value,
  * durations and sizes, syntax errors with their lines, environment overrides,
- * checks between keys, the printed form of errors, and the shipped files.
+ * checks between keys, the printed form of errors, errors placed at a key
+ * from outside (config_key_error), warnings, and the shipped files.
  * Runs from the repository root: the files under etc/orderd/ are read by relative path.
  */
 #include <check.h>
@@ -883,6 +884,96 @@ START_TEST(test_print_line_zero_and_dropped)
 }
 END_TEST
 
+/* config_error_format() is the line config_errors_print() prints. */
+START_TEST(test_error_format)
+{
+    char *env[] = {"ORDERD_LOG_LEVEL=loud", NULL};
+    struct loaded *l = load_text("junk\n[server]\nmax_connections = 0\n", env);
+    char *printed = print_to_string(&l->errs, "a.conf");
+    char line[512], joined[2048] = "";
+
+    for (size_t i = 0; i < l->errs.count; i++) {
+        config_error_format(&l->errs.items[i], "a.conf", line, sizeof(line));
+        strcat(joined, line);
+        strcat(joined, "\n");
+    }
+    ck_assert_str_eq(joined, printed);
+    config_error_format(&l->errs.items[1], "a.conf", line, 12);
+    ck_assert_str_eq(line, "a.conf:3: ["); /* cut, still terminated */
+    free(printed);
+    loaded_free(l);
+}
+END_TEST
+
+/* ---- errors placed at a key, and warnings ------------------------------------------ */
+
+START_TEST(test_key_error_placement)
+{
+    char *env[] = {"ORDERD_AUTH_KEYS_FILE=/etc/orderd/keys", NULL};
+    struct loaded *l = load_text("[server]\nlisten = 127.0.0.1:1\n\ntls_cert = /c.pem\n"
+                                 "tls_key = /k.pem\n",
+                                 env);
+    struct config_errors e = {0};
+
+    assert_ok(l);
+    config_key_error(&l->cfg, "server", "tls_key", &e, "cannot read %s", "/k.pem");
+    config_key_error(&l->cfg, "auth", "keys_file", &e, "not here");
+    config_key_error(&l->cfg, "server", "tls_cert", &e, "set on line %d", 4);
+    config_key_error(&l->cfg, "log", "level", &e, "a default");
+    ck_assert_uint_eq(e.count, 4);
+    char *s = print_to_string(&e, "x.conf");
+    ck_assert_str_eq(s, "x.conf:5: [server] tls_key: cannot read /k.pem\n"
+                        "environment: ORDERD_AUTH_KEYS_FILE: not here\n"
+                        "x.conf:4: [server] tls_cert: set on line 4\n"
+                        "x.conf: [log] level: a default\n");
+    free(s);
+    loaded_free(l);
+}
+END_TEST
+
+START_TEST(test_warnings)
+{
+    struct config_errors w;
+    struct loaded *l = load_text("[queue]\nvisibility_timeout = 10s\n[workers]\n"
+                                 "fulfilment_command = /bin/slow\nfulfilment_timeout = 10s\n",
+                                 NULL);
+
+    assert_ok(l);
+    memset(&w, 0xff, sizeof(w)); /* reset by config_warnings */
+    config_warnings(&l->cfg, &w);
+    ck_assert_uint_eq(w.count, 1);
+    ck_assert_uint_eq(w.dropped, 0);
+    ck_assert_uint_eq(w.items[0].line, 2);
+    ck_assert_str_eq(w.items[0].key, "visibility_timeout");
+    assert_contains(w.items[0].message,
+                    "10s is not longer than [workers] fulfilment_timeout (10s)");
+    assert_contains(w.items[0].message, "dead-lettered");
+    assert_contains(w.items[0].message, "set it to at least 15s");
+    loaded_free(l);
+
+    /* from the environment: named as the variable */
+    char *env[] = {"ORDERD_QUEUE_VISIBILITY_TIMEOUT=5s", NULL};
+    l = load_text("[workers]\nfulfilment_command = /bin/slow\n", env);
+    config_warnings(&l->cfg, &w);
+    ck_assert_uint_eq(w.count, 1);
+    ck_assert_str_eq(w.items[0].key, "ORDERD_QUEUE_VISIBILITY_TIMEOUT");
+    loaded_free(l);
+
+    static const char *const quiet[] = {
+        "[queue]\nvisibility_timeout = 5s\n",                     /* no command: no lease to lose */
+        "[workers]\nfulfilment_command = /bin/x\n",               /* 30s over 10s */
+        "[queue]\nvisibility_timeout = 11s\n[workers]\nfulfilment_command = x\n",
+    };
+    for (size_t i = 0; i < sizeof(quiet) / sizeof(quiet[0]); i++) {
+        l = load_text(quiet[i], NULL);
+        assert_ok(l);
+        config_warnings(&l->cfg, &w);
+        ck_assert_msg(w.count == 0, "%s: %s", quiet[i], w.items[0].message);
+        loaded_free(l);
+    }
+}
+END_TEST
+
 /* ---- files --------------------------------------------------------------------- */
 
 START_TEST(test_load_file_errors)
@@ -1094,6 +1185,9 @@ Suite *suite_config(void)
 
     tcase_add_test(print, test_print_format);
     tcase_add_test(print, test_print_line_zero_and_dropped);
+    tcase_add_test(print, test_error_format);
+    tcase_add_test(print, test_key_error_placement);
+    tcase_add_test(print, test_warnings);
     suite_add_tcase(s, print);
 
     tcase_add_test(files, test_load_file_errors);

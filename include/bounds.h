@@ -32,7 +32,10 @@
  * more is refused (431). It is cleared after every request, so it is kept
  * small: 32 KiB cost 5 % of throughput (docs/performance.md). */
 #define HTTP_CONNECTION_MEMORY (16 * 1024)
-#define HTTP_DRAIN_TIMEOUT_MS 10000       /* SIGTERM: wait this long for in-flight requests */
+/* SIGTERM: wait this long for in-flight requests; also the longest [server]
+ * drain_grace, so that a drain fits the unit's TimeoutStopSec (30 s) with
+ * room for the workers' current messages. */
+#define HTTP_DRAIN_TIMEOUT_MS 10000
 /* A declared body over max_body_bytes but at most this is read and discarded
  * before its 413, so that the client sees the answer, not a reset (http.c). */
 #define HTTP_DISCARD_BODY_MAX (1024 * 1024)

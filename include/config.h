@@ -41,6 +41,7 @@ struct config {
     uint32_t max_connections_per_ip; /* default 128; 0 = no per-address cap */
     uint64_t request_timeout_ms;  /* idle/read timeout per connection, default 30s */
     uint32_t http_threads;        /* 0 = number of CPUs */
+    uint64_t drain_grace_ms;      /* SIGTERM: keep answering 503 this long at least; default 0 */
     /* [storage] */
     enum store_backend backend;
     char *storage_path;           /* default /var/lib/orderd/orderd.db */

@@ -93,6 +93,7 @@ static const struct key_def key_defs[] = {
     KEY("server", "max_connections_per_ip", KT_U32, max_connections_per_ip, 0, 100000),
     KEY("server", "request_timeout", KT_DURATION, request_timeout_ms, MS_PER_S, MS_PER_H),
     KEY("server", "threads", KT_U32, http_threads, 0, 64),
+    KEY("server", "drain_grace", KT_DURATION, drain_grace_ms, 0, HTTP_DRAIN_TIMEOUT_MS),
     KEY("storage", "backend", KT_BACKEND, backend, 0, 0),
     KEY("storage", "path", KT_PATH, storage_path, 0, 0),
     KEY("storage", "durability", KT_DURABILITY, durability, 0, 0),

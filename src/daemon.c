@@ -4,16 +4,21 @@
  * Start, in order: metrics, store, workers, committer, APIs, HTTP server;
  * then READY=1 to systemd and the line "listening on HOST:PORT". The loop
  * thread then only handles signals and timers:
- *   SIGTERM / SIGINT  drain: HTTP answers 503 to new work, in-flight requests
- *                     finish (bounded by HTTP_DRAIN_TIMEOUT_MS), the
- *                     committer writes what it holds and answers its
- *                     requests, HTTP stops, workers finish their current
- *                     message and release other leases, the database is
- *                     checkpointed and closed; exit 0.
+ *   SIGTERM / SIGINT  drain: HTTP answers 503 to new work (and /readyz 503)
+ *                     while in-flight requests finish (bounded by
+ *                     HTTP_DRAIN_TIMEOUT_MS); the committer writes what it
+ *                     holds and answers its requests; the workers finish
+ *                     their current message and release other leases; the
+ *                     listener stays open, answering 503, until then and
+ *                     for at least [server] drain_grace (a load balancer's
+ *                     health checks see the 503, not a refused connection);
+ *                     then HTTP stops, the database is checkpointed and
+ *                     closed; exit 0. A second signal cuts the grace short.
  *   SIGHUP            re-read the config file; apply what can change live.
  *   housekeeping      every minute: prune expired idempotency keys.
- * Stop is start in reverse, except that the committer is quiesced before HTTP
- * stops (see stop_all).
+ * Stop is start in reverse, except that the committer is quiesced, and when
+ * no request is left the workers are stopped, before HTTP stops (see the
+ * drain below and stop_all).
  *
  * Threads: everything in this file runs on the loop thread (main thread).
  */
@@ -59,8 +64,10 @@ struct daemon {
     uv_timer_t housekeeping;
     uv_timer_t deadlines;
     uv_timer_t drain_timer;
-    double drain_deadline;
+    double drain_deadline;        /* for requests in flight at SIGTERM */
+    double grace_end;             /* the listener stays open at least until then */
     bool draining;
+    bool intake_stopped;          /* committer quiesced (and workers stopped if none was left) */
 
     struct metrics *metrics;
     struct store *store;
@@ -343,11 +350,20 @@ static void close_handle(uv_handle_t *h)
         uv_close(h, NULL);
 }
 
+/* ---- drain ------------------------------------------------------------------ */
+
+/*
+ * The drain runs on the drain timer. HTTP answers 503 to new work from the
+ * signal on, and keeps answering until the drain ends, so that a load
+ * balancer in front sees 503 rather than a refused connection:
+ *   1. until no request admitted before the signal is open, or for at most
+ *      HTTP_DRAIN_TIMEOUT_MS: then stop_intake();
+ *   2. until drain_grace has passed since the signal: then finish_drain()
+ *      closes the listener and stops the rest.
+ */
 static void finish_drain(struct daemon *d)
 {
-    unsigned left = d->http ? http_server_in_flight(d->http) : 0;
-    if (left > 0)
-        log_warn(NULL, "drain: %u requests still open at the deadline; closing them", left);
+    log_info(NULL, "drain: closing the listener");
     stop_all(d);
     close_handle((uv_handle_t *)&d->drain_timer);
     close_handle((uv_handle_t *)&d->housekeeping);
@@ -358,23 +374,70 @@ static void finish_drain(struct daemon *d)
     log_info(NULL, "stopped cleanly");
 }
 
+/*
+ * The committer writes what it holds and answers those requests (a later POST
+ * gets 503 from it). With no request left open (idle), none can reach the
+ * workers any more — a request that arrives now is refused with 503 before
+ * any handler runs, or is a probe — so they finish their current message and
+ * stop while HTTP still answers. Otherwise they stop after HTTP (stop_all).
+ */
+static void stop_intake(struct daemon *d, bool idle)
+{
+    d->intake_stopped = true;
+    if (!idle)
+        log_warn(NULL,
+                 "drain: %u requests still open after %d s; the committer answers those it "
+                 "holds, the others are closed with the listener",
+                 http_server_in_flight(d->http), HTTP_DRAIN_TIMEOUT_MS / 1000);
+    committer_quiesce(d->committer);
+    if (!idle)
+        return;
+    log_info(NULL, "drain: no request in flight; workers finish their current message");
+    workers_stop(d->workers);
+    d->workers = NULL;
+    double left = d->grace_end - ids_monotonic_seconds();
+    if (left > 0)
+        log_info(NULL, "drain: workers stopped; answering 503 for %.1f s more (drain_grace)",
+                 left);
+}
+
 static void on_drain_tick(uv_timer_t *t)
 {
     struct daemon *d = t->data;
-    if (http_server_in_flight(d->http) == 0 || ids_monotonic_seconds() >= d->drain_deadline)
+    if (!d->intake_stopped) {
+        bool idle = http_server_in_flight(d->http) == 0;
+        if (!idle && ids_monotonic_seconds() < d->drain_deadline)
+            return;
+        stop_intake(d, idle);
+    }
+    if (ids_monotonic_seconds() >= d->grace_end)
         finish_drain(d);
 }
 
 static void begin_drain(struct daemon *d, const char *why)
 {
-    if (d->draining)
+    double now = ids_monotonic_seconds();
+    if (d->draining) {
+        if (d->grace_end > now)
+            log_info(NULL, "%s again: not waiting for the rest of drain_grace", why);
+        d->grace_end = now;
         return;
+    }
     d->draining = true;
-    log_info(NULL, "%s: draining (new requests get 503; in-flight ones finish)", why);
+    d->drain_deadline = now + HTTP_DRAIN_TIMEOUT_MS / 1000.0;
+    d->grace_end = now + (double)d->cfg->drain_grace_ms / 1000.0;
+    log_info(NULL,
+             "%s: draining: new requests get 503 and /readyz 503; the listener stays open "
+             "until requests in flight (at most %d s) and the workers' current messages are "
+             "done, and for at least %.1f s (drain_grace)",
+             why, HTTP_DRAIN_TIMEOUT_MS / 1000, (double)d->cfg->drain_grace_ms / 1000.0);
     notify_send("STOPPING=1");
     http_server_set_draining(d->http);
-    d->drain_deadline = ids_monotonic_seconds() + HTTP_DRAIN_TIMEOUT_MS / 1000.0;
-    uv_timer_start(&d->drain_timer, on_drain_tick, 0, DRAIN_POLL_MS);
+    int err = uv_timer_start(&d->drain_timer, on_drain_tick, 0, DRAIN_POLL_MS);
+    if (err != 0) {
+        log_error(NULL, "drain: cannot start its timer (%s); stopping now", uv_strerror(err));
+        finish_drain(d);
+    }
 }
 
 static void on_stop_signal(uv_signal_t *h, int signum)
@@ -440,6 +503,7 @@ static void reload(struct daemon *d)
     d->cfg->log_format = fresh.log_format;
     d->cfg->rate = fresh.rate;
     d->cfg->burst = fresh.burst;
+    d->cfg->drain_grace_ms = fresh.drain_grace_ms; /* read at the next SIGTERM */
     config_free(&fresh);
     log_info(NULL, "reload: applied %s (log level %s)", d->config_path,
              log_level_name(d->cfg->log_level));

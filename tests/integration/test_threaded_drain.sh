@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_threaded_drain.sh — SIGTERM drains (SPEC "Config file"): new work gets
 # 503 with Retry-After, /readyz says 503, requests in flight are answered,
-# the daemon exits 0 and every 202 it sent is in the database. Runs under
-# ThreadSanitizer too (TEST_FILTER=threaded).
+# the listener stays open for [server] drain_grace even with nothing in
+# flight, the daemon exits 0 and every 202 it sent is in the database. Runs
+# under ThreadSanitizer too (TEST_FILTER=threaded).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=lib.sh
@@ -61,6 +62,52 @@ test_drain_answers_in_flight_and_refuses_new_work() {
     http GET /readyz
     assert_status 200
     stop_orderd
+}
+
+# With nothing in flight, SIGTERM keeps the listener open for drain_grace:
+# a load balancer's POST and health check get 503 + Retry-After, not a
+# refused connection; the daemon then exits 0 by itself.
+test_drain_grace_answers_503_with_nothing_in_flight() {
+    # 10 s (the most drain_grace takes): room for a sanitizer build on busy cores
+    start_orderd server.drain_grace=10s
+    http GET /readyz
+    assert_status 200
+    local t0=$SECONDS
+    kill -TERM "$D_PID"
+    wait_until 8 "/readyz 503 after SIGTERM" readyz_is 503
+    http GET /readyz
+    assert_status 503
+    assert_match "$(header Retry-After)" '^[0-9]+$' "Retry-After of /readyz during the grace"
+    post_json "$(order_body C-grace)"
+    assert_status 503
+    assert_match "$(header Retry-After)" '^[0-9]+$' "Retry-After of a POST during the grace"
+    assert_eq "$(header Content-Type)" application/problem+json "content type of the 503"
+    http GET /healthz
+    assert_status 200
+    [[ ! -e $D_CTL/rc ]] || fail "orderd exited during drain_grace"
+    expect_clean_exit
+    local log
+    log=$(<"$D_LOG")
+    assert_contains "$log" "for at least 10.0 s (drain_grace)" "the drain's first line"
+    assert_contains "$log" "drain: no request in flight; workers finish their current message" \
+        "the drain's second line"
+    assert_contains "$log" "drain: closing the listener" "the drain's last line"
+    ((SECONDS - t0 >= 9)) || fail "the listener closed $((SECONDS - t0)) s after SIGTERM, before drain_grace"
+}
+
+# A second SIGTERM cuts drain_grace short.
+test_second_signal_ends_the_grace() {
+    start_orderd server.drain_grace=10s
+    kill -TERM "$D_PID"
+    wait_until 8 "/readyz 503 after SIGTERM" readyz_is 503
+    local t0=$SECONDS
+    kill -INT "$D_PID"
+    local rc
+    rc=$(wait_exit "$D_CTL" 30)
+    assert_eq "$rc" 0 "exit status after a second signal"
+    ((SECONDS - t0 < 8)) || fail "a second signal still waited $((SECONDS - t0)) s"
+    sanitizer_report
+    assert_contains "$(<"$D_LOG")" "SIGINT again: not waiting for the rest of drain_grace" "the log"
 }
 
 test_drain_under_load() {

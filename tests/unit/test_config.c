@@ -90,6 +90,7 @@ static void assert_defaults(const struct config *c)
     ck_assert_uint_eq(c->max_connections_per_ip, 128);
     ck_assert_uint_eq(c->request_timeout_ms, 30000);
     ck_assert_uint_eq(c->http_threads, 0);
+    ck_assert_uint_eq(c->drain_grace_ms, 0);
     ck_assert_int_eq(c->backend, STORE_BACKEND_SQLITE);
     ck_assert_str_eq(c->storage_path, "/var/lib/orderd/orderd.db");
     ck_assert_int_eq(c->durability, DURABILITY_FULL);
@@ -146,6 +147,7 @@ START_TEST(test_every_key)
                                "max_connections_per_ip = 0\n"
                                "request_timeout = 1h\n"
                                "threads = 64\n"
+                               "drain_grace = 10s\n"
                                "[storage]\n"
                                "backend = postgres\n"
                                "path = var/x.db\n"
@@ -183,6 +185,7 @@ START_TEST(test_every_key)
     ck_assert_uint_eq(c->max_connections_per_ip, 0);
     ck_assert_uint_eq(c->request_timeout_ms, 3600000);
     ck_assert_uint_eq(c->http_threads, 64);
+    ck_assert_uint_eq(c->drain_grace_ms, 10000);
     ck_assert_int_eq(c->backend, STORE_BACKEND_POSTGRES);
     ck_assert_str_eq(c->storage_path, "var/x.db");
     ck_assert_int_eq(c->durability, DURABILITY_NORMAL);
@@ -311,6 +314,10 @@ static const struct value_case value_cases[] = {
     {"queue", "backoff_max", "25h", "expected a duration from 1ms to 24h"},
     {"workers", "fulfilment_timeout", "99ms", "expected a duration from 100ms to 1h"},
     {"workers", "fulfilment_timeout", "", "expected a duration with a unit"},
+    {"server", "drain_grace", "0s", NULL},
+    {"server", "drain_grace", "10s", NULL},
+    {"server", "drain_grace", "10001ms", "expected a duration from 0ms to 10s, got \"10001ms\""},
+    {"server", "drain_grace", "5", "expected a duration with a unit"},
     /* enums */
     {"storage", "backend", "mysql", "expected one of sqlite, postgres, got \"mysql\""},
     {"storage", "backend", "", "expected one of sqlite, postgres"},
@@ -741,6 +748,7 @@ START_TEST(test_env_overrides)
         "ORDERD_WORKERS_FULFILMENT_COMMAND=",
         "ORDERD_Limits_Rate=5",
         "ORDERD_LIMITS_BURST=10",
+        "ORDERD_SERVER_DRAIN_GRACE=3s",
         NULL,
     };
     struct loaded *l =
@@ -759,6 +767,7 @@ START_TEST(test_env_overrides)
     ck_assert_ptr_null(l->cfg.fulfilment_command);
     ck_assert_double_eq(l->cfg.rate, 5);
     ck_assert_uint_eq(l->cfg.burst, 10);
+    ck_assert_uint_eq(l->cfg.drain_grace_ms, 3000);
     loaded_free(l);
 }
 END_TEST
@@ -1057,6 +1066,7 @@ START_TEST(test_shipped_file)
         ck_assert_str_eq(c.keys_file, "/etc/orderd/keys");
         ck_assert_uint_eq(c.worker_count, 4);
         ck_assert(c.rate > 0);
+        ck_assert_uint_eq(c.drain_grace_ms, 5000);
         break;
     }
     config_free(&c);

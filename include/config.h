@@ -62,6 +62,7 @@ struct config {
     uint32_t burst;               /* 0 = off */
     /* [auth] */
     char *keys_file;              /* NULL = no auth */
+    bool protect_status;          /* /metrics and /status.json need a key too; default false */
     /* [log] */
     enum log_level log_level;
     enum log_format log_format;

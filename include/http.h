@@ -28,7 +28,7 @@ typedef void (*http_handler_fn)(struct http_request *req, void *ctx);
 
 /* What a route needs from the caller's API key (see auth). */
 enum http_scope {
-    HTTP_SCOPE_NONE,              /* open: health, readiness, metrics, status page */
+    HTTP_SCOPE_NONE,              /* open (health, readiness), or any known key: needs_key */
     HTTP_SCOPE_ORDERS_WRITE,
     HTTP_SCOPE_ORDERS_READ,
     HTTP_SCOPE_ADMIN,
@@ -42,13 +42,15 @@ struct http_route {
     bool takes_body;              /* false: any body is refused with 413 */
     http_handler_fn handler;
     void *ctx;
+    bool needs_key;               /* scope NONE but, when auth is on, a known key of any scope */
 };
 
 /*
  * Access control hook, called before the handler of a route whose scope is not
- * NONE. Returns 0 to allow, 401 or 403 to refuse (the server writes the
- * problem). client_out (HTTP_CLIENT_MAX + 1 bytes) receives the key's name
- * for rate limiting.
+ * NONE, or that needs_key (then with HTTP_SCOPE_NONE: any known key will do).
+ * Returns 0 to allow, 401 or 403 to refuse (the server writes the problem).
+ * client_out (HTTP_CLIENT_MAX + 1 bytes) receives the key's name for rate
+ * limiting.
  */
 typedef unsigned (*http_authorize_fn)(void *ctx, const char *authorization,
                                       enum http_scope scope, char *client_out, size_t size);

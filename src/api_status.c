@@ -11,6 +11,10 @@
  * leave a stale hash behind. Edit the page here; keep it free of double
  * quotes in JavaScript (use single quotes) so the literal stays readable.
  *
+ * With [auth] protect_status the page is still served to anyone (it holds no
+ * data) but status.json needs an API key, which a browser does not send: the
+ * page then says so instead of showing numbers.
+ *
  * status.json reads the counters (metrics_counter_get) and the store's cheap
  * stats (in-memory depths plus one indexed lookup for the oldest message):
  * no table scan, whatever the queue holds. "ready" is store_writable(), a
@@ -236,6 +240,7 @@
     "    var timer = ctl ? setTimeout(function () { ctl.abort(); }, TIMEOUT_MS) : null;\n" \
     "    fetch('status.json', { cache: 'no-store', signal: ctl ? ctl.signal : undefined })\n" \
     "      .then(function (r) {\n" \
+    "        if (r.status === 401) { throw new Error('status.json needs an API key'); }\n" \
     "        if (!r.ok) { throw new Error('HTTP ' + r.status); }\n" \
     "        return r.json();\n" \
     "      })\n" \

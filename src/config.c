@@ -71,6 +71,7 @@ enum key_type {
     KT_DURABILITY, /* enum durability */
     KT_LEVEL,      /* enum log_level */
     KT_FORMAT,     /* enum log_format */
+    KT_BOOL,       /* bool: true | false */
 };
 
 struct key_def {
@@ -110,6 +111,7 @@ static const struct key_def key_defs[] = {
     KEY("limits", "rate", KT_RATE, rate, 0, RATE_MAX),
     KEY("limits", "burst", KT_U32, burst, 0, 1000000),
     KEY("auth", "keys_file", KT_STRING, keys_file, 0, 0),
+    KEY("auth", "protect_status", KT_BOOL, protect_status, 0, 0),
     KEY("log", "level", KT_LEVEL, log_level, 0, 0),
     KEY("log", "format", KT_FORMAT, log_format, 0, 0),
 };
@@ -138,6 +140,7 @@ static const struct enum_name level_names[] = {{"debug", LOG_LEVEL_DEBUG},
                                                {NULL, 0}};
 static const struct enum_name format_names[] = {
     {"json", LOG_FORMAT_JSON}, {"text", LOG_FORMAT_TEXT}, {NULL, 0}};
+static const struct enum_name bool_names[] = {{"true", 1}, {"false", 0}, {NULL, 0}};
 
 static int key_find(const char *section, const char *name)
 {
@@ -646,6 +649,8 @@ static const struct enum_name *enum_names_of(enum key_type type)
         return level_names;
     case KT_FORMAT:
         return format_names;
+    case KT_BOOL:
+        return bool_names;
     default:
         return NULL;
     }
@@ -673,6 +678,9 @@ static int apply_enum(struct config *cfg, const struct key_def *k, const char *v
         break;
     case KT_LEVEL:
         cfg->log_level = (enum log_level)value;
+        break;
+    case KT_BOOL:
+        *(bool *)((char *)cfg + k->offset) = value != 0;
         break;
     default:
         cfg->log_format = (enum log_format)value;
@@ -1068,6 +1076,10 @@ static void cross_check(struct parser *p)
     if (cfg->rate > 0 && cfg->burst < 1)
         cross_report(p, key_index("limits", "rate"), key_index("limits", "burst"),
                      "burst must be at least 1 when rate is above 0 (rate = %g)", cfg->rate);
+    if (cfg->protect_status && cfg->keys_file == NULL)
+        cross_report(p, key_index("auth", "protect_status"), key_index("auth", "keys_file"),
+                     "protect_status = true needs a keys_file: without keys no client could "
+                     "read /metrics or /status.json");
 }
 
 /* ---- public ------------------------------------------------------------------ */

@@ -157,36 +157,52 @@ static char *read_pem(const char *path)
     return pem;
 }
 
+/*
+ * The route table. Entries stay {"METHOD", "/pattern", ...} literals:
+ * tests/ops/openapi-check.mjs finds the served routes by that form. The
+ * monitoring routes have no scope; with [auth] protect_status, /metrics and
+ * /status.json still need a known key (needs_key, the last field).
+ */
 static const struct http_route *build_routes(struct daemon *d, size_t *n)
 {
     static struct http_route routes[16];
+    bool protect = d->cfg->protect_status;
     size_t i = 0;
     routes[i++] = (struct http_route){"POST", "/orders", METRICS_ROUTE_ORDERS,
-                                      HTTP_SCOPE_ORDERS_WRITE, true, api_orders_post, d->orders};
+                                      HTTP_SCOPE_ORDERS_WRITE, true, api_orders_post, d->orders,
+                                      false};
     routes[i++] = (struct http_route){"GET", "/orders", METRICS_ROUTE_ORDERS,
-                                      HTTP_SCOPE_ORDERS_READ, false, api_orders_list, d->orders};
+                                      HTTP_SCOPE_ORDERS_READ, false, api_orders_list, d->orders,
+                                      false};
     routes[i++] = (struct http_route){"GET", "/orders/{id}", METRICS_ROUTE_ORDER,
-                                      HTTP_SCOPE_ORDERS_READ, false, api_orders_get, d->orders};
+                                      HTTP_SCOPE_ORDERS_READ, false, api_orders_get, d->orders,
+                                      false};
+    /* Probes never need a key: a load balancer or systemd has none. */
     routes[i++] = (struct http_route){"GET", "/healthz", METRICS_ROUTE_HEALTHZ, HTTP_SCOPE_NONE,
-                                      false, api_system_healthz, &d->system};
+                                      false, api_system_healthz, &d->system, false};
     routes[i++] = (struct http_route){"GET", "/readyz", METRICS_ROUTE_READYZ, HTTP_SCOPE_NONE,
-                                      false, api_system_readyz, &d->system};
+                                      false, api_system_readyz, &d->system, false};
     routes[i++] = (struct http_route){"GET", "/metrics", METRICS_ROUTE_METRICS, HTTP_SCOPE_NONE,
-                                      false, api_system_metrics, &d->system};
+                                      false, api_system_metrics, &d->system, protect};
+    /* The page is static (no data in it): its script fetches /status.json. */
     routes[i++] = (struct http_route){"GET", "/", METRICS_ROUTE_STATUS_PAGE, HTTP_SCOPE_NONE,
-                                      false, api_status_page, &d->status};
+                                      false, api_status_page, &d->status, false};
     routes[i++] = (struct http_route){"GET", "/status.json", METRICS_ROUTE_STATUS_JSON,
-                                      HTTP_SCOPE_NONE, false, api_status_json, &d->status};
+                                      HTTP_SCOPE_NONE, false, api_status_json, &d->status,
+                                      protect};
     /* The literal /admin/dlq/redrive comes before /admin/dlq/{id}: first match names the resource. */
     routes[i++] = (struct http_route){"GET", "/admin/dlq", METRICS_ROUTE_ADMIN_DLQ,
-                                      HTTP_SCOPE_ADMIN, false, api_admin_dlq_list, &d->admin};
+                                      HTTP_SCOPE_ADMIN, false, api_admin_dlq_list, &d->admin,
+                                      false};
     routes[i++] = (struct http_route){"POST", "/admin/dlq/redrive", METRICS_ROUTE_ADMIN_REDRIVE_ALL,
-                                      HTTP_SCOPE_ADMIN, false, api_admin_redrive_all, &d->admin};
+                                      HTTP_SCOPE_ADMIN, false, api_admin_redrive_all, &d->admin,
+                                      false};
     routes[i++] = (struct http_route){"POST", "/admin/dlq/{id}/redrive",
                                       METRICS_ROUTE_ADMIN_REDRIVE, HTTP_SCOPE_ADMIN, false,
-                                      api_admin_redrive, &d->admin};
+                                      api_admin_redrive, &d->admin, false};
     routes[i++] = (struct http_route){"DELETE", "/admin/dlq/{id}", METRICS_ROUTE_ADMIN_DLQ_ITEM,
-                                      HTTP_SCOPE_ADMIN, false, api_admin_dlq_delete, &d->admin};
+                                      HTTP_SCOPE_ADMIN, false, api_admin_dlq_delete, &d->admin,
+                                      false};
     *n = i;
     return routes;
 }
@@ -487,6 +503,8 @@ static void reload(struct daemon *d)
         return;
     }
     warn_restart_needed(d->cfg, &fresh);
+    if (d->cfg->protect_status != fresh.protect_status)
+        log_warn(NULL, "reload: [auth] protect_status changed; takes effect after a restart");
     if ((d->auth == NULL) != (fresh.keys_file == NULL))
         log_warn(NULL, "reload: turning auth on or off takes effect after a restart");
     else if (d->auth) {

@@ -571,7 +571,8 @@ static void request_admit(struct http_server *srv, struct http_request *req)
     /* Named only where a name counts: inet_ntop is a printf per request. */
     if (r->scope != HTTP_SCOPE_NONE && (srv->authorize != NULL || srv->rate_limit != NULL))
         client_address(req);
-    if (r->scope != HTTP_SCOPE_NONE && srv->authorize != NULL) {
+    /* needs_key: a monitoring route behind any known key (never rate-limited) */
+    if ((r->scope != HTTP_SCOPE_NONE || r->needs_key) && srv->authorize != NULL) {
         unsigned code = srv->authorize(srv->authorize_ctx, http_request_header(req, "Authorization"),
                                        r->scope, req->client, sizeof(req->client));
         if (code == 401) {

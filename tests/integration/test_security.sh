@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_security.sh — what issue 7 promises at the network edge: TLS 1.2+ only,
-# API keys with scopes (401/403, reload, never logged), rate limits with
+# API keys with scopes (401/403, reload, never logged), monitoring behind a
+# key when [auth] protect_status is set (issue 17), rate limits with
 # Retry-After (live on SIGHUP), connection caps against idle and crawling
 # clients, hostile bodies and headers, and the database file mode.
 set -euo pipefail
@@ -96,6 +97,33 @@ test_keys_and_scopes() {
         assert_status 200
     done
     assert_not_contains "$(cat "$D_LOG")" "ws-1" "the daemon's log (a secret)"
+    stop_orderd
+}
+
+# [auth] protect_status = true: /metrics and /status.json need a known key (of
+# any scope); the probes stay open, and so does the status page itself (static:
+# its data comes from /status.json, and says so when that answers 401).
+test_protect_status_puts_metrics_and_status_json_behind_a_key() {
+    write_keys "$T/keys"
+    start_orderd "auth.keys_file=$T/keys" auth.protect_status=true
+    local path key
+    for path in /healthz /readyz /; do
+        http GET "$path"
+        assert_status 200
+    done
+    assert_contains "$BODY" "status.json needs an API key" "the page's word for a 401"
+    for path in /metrics /status.json; do
+        http GET "$path"
+        assert_status 401
+        assert_match "$(header WWW-Authenticate)" '^Bearer' "WWW-Authenticate of $path"
+        http GET "$path" -H "$(bearer wrong-secret)"
+        assert_status 401
+        for key in rs-1 ws-1 as-1; do
+            http GET "$path" -H "$(bearer "$key")"
+            assert_status 200
+        done
+    done
+    assert_contains "$BODY" '"received":' "the status.json read with a key"
     stop_orderd
 }
 

@@ -106,6 +106,7 @@ static void assert_defaults(const struct config *c)
     ck_assert_double_eq(c->rate, 0);
     ck_assert_uint_eq(c->burst, 0);
     ck_assert_ptr_null(c->keys_file);
+    ck_assert(!c->protect_status);
     ck_assert_int_eq(c->log_level, LOG_LEVEL_INFO);
     ck_assert_int_eq(c->log_format, LOG_FORMAT_JSON);
 }
@@ -168,6 +169,7 @@ START_TEST(test_every_key)
                                "burst = 1000000\n"
                                "[auth]\n"
                                "keys_file = /etc/orderd/keys\n"
+                               "protect_status = true\n"
                                "[log]\n"
                                "level = debug\n"
                                "format = text\n";
@@ -201,6 +203,7 @@ START_TEST(test_every_key)
     ck_assert_double_eq(c->rate, 2.5);
     ck_assert_uint_eq(c->burst, 1000000);
     ck_assert_str_eq(c->keys_file, "/etc/orderd/keys");
+    ck_assert(c->protect_status);
     ck_assert_int_eq(c->log_level, LOG_LEVEL_DEBUG);
     ck_assert_int_eq(c->log_format, LOG_FORMAT_TEXT);
     loaded_free(l);
@@ -328,6 +331,10 @@ static const struct value_case value_cases[] = {
     {"log", "level", "warn", NULL},
     {"log", "level", "error", NULL},
     {"log", "format", "xml", "expected one of json, text"},
+    {"auth", "protect_status", "false", NULL},
+    {"auth", "protect_status", "yes", "expected one of true, false, got \"yes\""},
+    {"auth", "protect_status", "True", "expected one of true, false"},
+    {"auth", "protect_status", "", "expected one of true, false"},
     /* path */
     {"storage", "path", "", "expected a path"},
     /* rate */
@@ -690,6 +697,9 @@ static const struct syntax_case cross_cases[] = {
      "backoff_max (2s) must be at least backoff_base (3s)"},
     {"[limits]\nrate = 10\n", 2, "limits", "rate", "burst must be at least 1 when rate is above 0"},
     {"[limits]\nrate = 10\nburst = 0\n", 3, "limits", "burst", "burst must be at least 1"},
+    {"[auth]\nprotect_status = true\n", 2, "auth", "protect_status", "needs a keys_file"},
+    {"[auth]\nprotect_status = true\nkeys_file =\n", 3, "auth", "keys_file",
+     "needs a keys_file"},
 };
 
 START_TEST(test_cross)
@@ -710,6 +720,8 @@ START_TEST(test_cross_ok)
         "[queue]\nbackoff_base = 5s\nbackoff_max = 5s\n",
         "[limits]\nrate = 0\nburst = 5\n",
         "[limits]\nrate = 0.1\nburst = 1\n",
+        "[auth]\nkeys_file = /k\nprotect_status = true\n",
+        "[auth]\nprotect_status = false\n",
     };
 
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
@@ -749,6 +761,8 @@ START_TEST(test_env_overrides)
         "ORDERD_Limits_Rate=5",
         "ORDERD_LIMITS_BURST=10",
         "ORDERD_SERVER_DRAIN_GRACE=3s",
+        "ORDERD_AUTH_KEYS_FILE=/k",
+        "ORDERD_AUTH_PROTECT_STATUS=true",
         NULL,
     };
     struct loaded *l =
@@ -768,6 +782,7 @@ START_TEST(test_env_overrides)
     ck_assert_double_eq(l->cfg.rate, 5);
     ck_assert_uint_eq(l->cfg.burst, 10);
     ck_assert_uint_eq(l->cfg.drain_grace_ms, 3000);
+    ck_assert(l->cfg.protect_status);
     loaded_free(l);
 }
 END_TEST

@@ -45,7 +45,11 @@ struct config {
     /* [workers] */
     uint32_t worker_count;        /* default 2 */
     char *fulfilment_command;     /* NULL when unset */
+    char *fulfilment_url;         /* NULL when unset; excludes fulfilment_command */
+    char *fulfilment_secret_file; /* whsec_ secrets that sign requests; NULL: unsigned */
+    char *fulfilment_ca_file;     /* CA bundle for https; NULL: the system's */
     uint64_t fulfilment_timeout_ms; /* default 10s */
+    uint32_t fulfilment_concurrency; /* in flight per node, default 64 */
     /* [limits] */
     double rate;                  /* requests/s per client; 0 = off */
     uint32_t burst;               /* 0 = off */

@@ -216,6 +216,21 @@ int store_settle(struct store *s, struct store_settlement *items, size_t n, int6
 /* Makes messages under these receipts visible at now_ms and gives back the receive (drain). */
 int store_release(struct store *s, const struct store_message *msgs, size_t n, int64_t now_ms);
 
+/* One lease to renew: the message as delivered under receipt. */
+struct store_lease {
+    const char *order_id;
+    int64_t receipt;
+    int result;                   /* out: STORE_OK, or STORE_ESTALE (another delivery owns it) */
+};
+
+/*
+ * Renews leases while their work goes on (as SQS's ChangeMessageVisibility):
+ * each message still under its receipt stays invisible until at least
+ * now_ms + lease_ms. One transaction; read each result.
+ */
+int store_extend_leases(struct store *s, struct store_lease *items, size_t n, int64_t now_ms,
+                        int64_t lease_ms);
+
 /*
  * When the next message becomes visible; STORE_ENOTFOUND when the queue is
  * empty. postgres: other nodes enqueue without waking this one, so the answer

@@ -101,7 +101,12 @@ static const struct key_def key_defs[] = {
     KEY("queue", "max_depth", KT_U64, max_depth, 1, 1000000000),
     KEY("workers", "count", KT_U32, worker_count, 1, WORKER_COUNT_MAX),
     KEY("workers", "fulfilment_command", KT_STRING, fulfilment_command, 0, 0),
+    KEY("workers", "fulfilment_url", KT_STRING, fulfilment_url, 0, 0),
+    KEY("workers", "fulfilment_secret_file", KT_STRING, fulfilment_secret_file, 0, 0),
+    KEY("workers", "fulfilment_ca_file", KT_STRING, fulfilment_ca_file, 0, 0),
     KEY("workers", "fulfilment_timeout", KT_DURATION, fulfilment_timeout_ms, 100, MS_PER_H),
+    KEY("workers", "fulfilment_concurrency", KT_U32, fulfilment_concurrency, 1,
+        FULFILMENT_CONCURRENCY_MAX),
     KEY("limits", "rate", KT_RATE, rate, 0, RATE_MAX),
     KEY("limits", "burst", KT_U32, burst, 0, 1000000),
     KEY("auth", "keys_file", KT_STRING, keys_file, 0, 0),
@@ -1042,6 +1047,39 @@ __attribute__((format(printf, 4, 5))) static void cross_report(struct parser *p,
     report(p, &p->keys[blame].origin, &key_defs[blame], "%s", msg);
 }
 
+/* An http:// or https:// URL with a host: what fulfilment_url may be. */
+static bool http_url(const char *u)
+{
+    size_t scheme = strncmp(u, "http://", 7) == 0 ? 7 : strncmp(u, "https://", 8) == 0 ? 8 : 0;
+    if (scheme == 0 || u[scheme] == '\0' || u[scheme] == '/')
+        return false;
+    for (const char *c = u; *c; c++)
+        if ((unsigned char)*c <= ' ' || *c == 0x7f)
+            return false;
+    return true;
+}
+
+static void check_fulfilment(struct parser *p)
+{
+    const struct config *cfg = p->cfg;
+    int url = key_index("workers", "fulfilment_url");
+
+    if (cfg->fulfilment_url && cfg->fulfilment_command)
+        cross_report(p, key_index("workers", "fulfilment_command"), url,
+                     "fulfilment_command and fulfilment_url exclude each other: set one");
+    if (cfg->fulfilment_url && !p->keys[url].bad && !http_url(cfg->fulfilment_url))
+        report(p, &p->keys[url].origin, &key_defs[url],
+               "'%s' is not an http:// or https:// URL with a host", cfg->fulfilment_url);
+    if (cfg->fulfilment_url == NULL) {
+        if (cfg->fulfilment_secret_file)
+            cross_report(p, url, key_index("workers", "fulfilment_secret_file"),
+                         "fulfilment_secret_file signs HTTP fulfilment: set fulfilment_url");
+        if (cfg->fulfilment_ca_file)
+            cross_report(p, url, key_index("workers", "fulfilment_ca_file"),
+                         "fulfilment_ca_file verifies HTTP fulfilment: set fulfilment_url");
+    }
+}
+
 static void cross_check(struct parser *p)
 {
     const struct config *cfg = p->cfg;
@@ -1059,6 +1097,7 @@ static void cross_check(struct parser *p)
         cross_report(p, key_index("queue", "backoff_base"), key_index("queue", "backoff_max"),
                      "backoff_max (%s) must be at least backoff_base (%s)", max, base);
     }
+    check_fulfilment(p);
     if (cfg->rate > 0 && cfg->burst < 1)
         cross_report(p, key_index("limits", "rate"), key_index("limits", "burst"),
                      "burst must be at least 1 when rate is above 0 (rate = %g)", cfg->rate);
@@ -1086,6 +1125,7 @@ int config_init(struct config *cfg)
     cfg->max_depth = 1000000;
     cfg->worker_count = 2;
     cfg->fulfilment_timeout_ms = 10 * MS_PER_S;
+    cfg->fulfilment_concurrency = 64;
     cfg->rate = 0;
     cfg->burst = 0;
     cfg->log_level = LOG_LEVEL_INFO;
@@ -1121,6 +1161,9 @@ void config_free(struct config *cfg)
     str_release(&cfg->storage_path, false);
     str_release(&cfg->dsn, true);
     str_release(&cfg->fulfilment_command, false);
+    str_release(&cfg->fulfilment_url, false);
+    str_release(&cfg->fulfilment_secret_file, false);
+    str_release(&cfg->fulfilment_ca_file, false);
     str_release(&cfg->keys_file, true);
 }
 

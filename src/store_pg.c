@@ -196,6 +196,7 @@ enum pstmt {
     S_CLAIM,
     S_SETTLE,
     S_RELEASE,
+    S_EXTEND,
     S_NEXT_VISIBLE,
     S_REDRIVE_ONE,
     S_REDRIVE_BATCH,
@@ -316,6 +317,10 @@ static const char *const pstmt_sql[S_COUNT] = {
                   "FROM unnest($1::text[], $2::bigint[]) AS u(order_id, receipt) "
                   "WHERE q.order_id = ANY ($1::text[]) AND q.order_id = u.order_id "
                   "AND q.receipt = u.receipt",
+    [S_EXTEND] = "UPDATE queue q SET visible_at = greatest(q.visible_at, $3::bigint) "
+                 "FROM unnest($1::text[], $2::bigint[]) AS u(order_id, receipt) "
+                 "WHERE q.order_id = ANY ($1::text[]) AND q.order_id = u.order_id "
+                 "AND q.receipt = u.receipt RETURNING q.order_id",
     [S_NEXT_VISIBLE] = "SELECT min(visible_at) FROM queue",
     /* $1 id, $2 now, $3 slot. */
     [S_REDRIVE_ONE] = "WITH d AS (DELETE FROM dead_letters WHERE order_id = $1::text " REDRIVE_TAIL,
@@ -1483,6 +1488,42 @@ static int pgs_release(struct store *base, const struct store_message *msgs, siz
     return err;
 }
 
+/* Marks each lease STORE_OK when its order is among the rows the UPDATE returned. */
+static void mark_extended(PGresult *res, struct store_lease *items, size_t n)
+{
+    int rows = PQntuples(res);
+    for (size_t i = 0; i < n; i++) {
+        items[i].result = STORE_ESTALE;
+        for (int r = 0; r < rows; r++)
+            if (strcmp(PQgetvalue(res, r, 0), items[i].order_id) == 0)
+                items[i].result = STORE_OK;
+    }
+}
+
+static int pgs_extend_leases(struct store *base, struct store_lease *items, size_t n,
+                             int64_t now_ms, int64_t lease_ms)
+{
+    struct pg_store *s = pgs(base);
+    if (n == 0)
+        return STORE_OK;
+    struct strbuf a[2];
+    memset(a, 0, sizeof(a));
+    for (size_t i = 0; i < n; i++) {
+        arr_text(&a[0], items[i].order_id);
+        arr_i64(&a[1], items[i].receipt);
+    }
+    struct num until;
+    const char *params[] = {arr_end(&a[0]), arr_end(&a[1]), num(&until, now_ms + lease_ms)};
+    PGresult *res = NULL;
+    int err = params[0] && params[1] ? pool_query(s, S_EXTEND, 3, params, "extend leases", &res)
+                                     : STORE_ENOMEM;
+    if (err == STORE_OK)
+        mark_extended(res, items, n);
+    PQclear(res);
+    arrs_free(a, 2);
+    return err;
+}
+
 static int pgs_next_visible_ms(struct store *base, int64_t *when_ms)
 {
     struct pg_store *s = pgs(base);
@@ -1608,6 +1649,7 @@ static const struct store_ops pgs_ops = {
     .claim = pgs_claim,
     .settle = pgs_settle,
     .release = pgs_release,
+    .extend_leases = pgs_extend_leases,
     .next_visible_ms = pgs_next_visible_ms,
     .list_dead_letters = pgs_list_dead_letters,
     .redrive = pgs_redrive,

@@ -145,6 +145,7 @@ enum wstmt {
     W_DLQ_INSERT,
     W_DLQ_ORDER,
     W_RELEASE,
+    W_EXTEND,
     W_REDRIVE_DELETE,
     W_REDRIVE_QUEUE,
     W_REDRIVE_ORDER,
@@ -186,6 +187,8 @@ static const char *const wstmt_sql[W_COUNT] = {
                     "WHERE order_id=?1",
     [W_RELEASE] = "UPDATE queue SET receipt = NULL, visible_at = ?3, "
                   "receive_count = max(receive_count - 1, 0) WHERE order_id = ?1 AND receipt = ?2",
+    [W_EXTEND] = "UPDATE queue SET visible_at = max(visible_at, ?3) "
+                 "WHERE order_id = ?1 AND receipt = ?2",
     [W_REDRIVE_DELETE] = "DELETE FROM dead_letters WHERE order_id = ?1",
     [W_REDRIVE_QUEUE] = "INSERT INTO queue(order_id, enqueued_at, visible_at) VALUES (?1, ?2, ?2)",
     [W_REDRIVE_ORDER] = "UPDATE orders SET status='queued', attempts=0 WHERE order_id=?1",
@@ -1444,6 +1447,26 @@ static int sq_release(struct store *base, const struct store_message *msgs, size
     return rc == SQLITE_OK ? txn_commit(s, "release commit") : txn_abort(s, rc, "release");
 }
 
+static int sq_extend_leases(struct store *base, struct store_lease *items, size_t n,
+                            int64_t now_ms, int64_t lease_ms)
+{
+    struct sq_store *s = sq(base);
+    int err = txn_begin(s, false, "extend leases");
+    if (err != STORE_OK)
+        return err;
+    int rc = SQLITE_OK;
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+        sqlite3_stmt *st = wstmt(s, W_EXTEND);
+        bind_text(st, 1, items[i].order_id);
+        sqlite3_bind_int64(st, 2, items[i].receipt);
+        sqlite3_bind_int64(st, 3, now_ms + lease_ms);
+        rc = exec_stmt(st);
+        items[i].result = sqlite3_changes(s->writer) == 0 ? STORE_ESTALE : STORE_OK;
+    }
+    return rc == SQLITE_OK ? txn_commit(s, "extend leases commit")
+                           : txn_abort(s, rc, "extend leases");
+}
+
 static int sq_next_visible_ms(struct store *base, int64_t *when_ms)
 {
     struct sq_store *s = sq(base);
@@ -1718,6 +1741,7 @@ static const struct store_ops sq_ops = {
     .claim = sq_claim,
     .settle = sq_settle,
     .release = sq_release,
+    .extend_leases = sq_extend_leases,
     .next_visible_ms = sq_next_visible_ms,
     .list_dead_letters = sq_list_dead_letters,
     .redrive = sq_redrive,

@@ -1492,6 +1492,46 @@ START_TEST(release_makes_visible_now_and_gives_back_the_receive)
 }
 END_TEST
 
+/* A lease renewed while the work goes on keeps the message hidden past its
+ * first lease; a stale receipt renews nothing and says so. */
+START_TEST(extend_leases_keeps_message_hidden)
+{
+    int64_t now = ids_now_ms();
+    struct order_text a, b;
+    struct store_message m[WORKER_BATCH_MAX];
+    enqueue_one(&a, now - 2000, "alice");
+    enqueue_one(&b, now - 1000, "bob");
+    ck_assert_uint_eq(claim(now, 1000, 5, 2, m, NULL), 2);
+
+    struct store_lease leases[2] = {{m[0].order_id, m[0].receipt, 99},
+                                    {m[1].order_id, m[1].receipt ^ 1, 99}};
+    ck_assert_int_eq(store_extend_leases(st, leases, 2, now + 500, 1000), STORE_OK);
+    ck_assert_int_eq(leases[0].result, STORE_OK);
+    ck_assert_int_eq(leases[1].result, STORE_ESTALE);
+    messages_clear(m, 2);
+
+    /* at now + 1200 only the message whose lease was not renewed is back */
+    ck_assert_uint_eq(claim(now + 1200, 1000, 5, 2, m, NULL), 1);
+    ck_assert_str_eq(m[0].order_id, b.id);
+    messages_clear(m, 1);
+    int64_t when = 0;
+    ck_assert_int_eq(store_next_visible_ms(st, &when), STORE_OK);
+    ck_assert_int_eq(when, now + 1500);
+    ck_assert_uint_eq(claim(now + 1500, 1000, 5, 2, m, NULL), 1);
+    ck_assert_str_eq(m[0].order_id, a.id);
+    ck_assert_uint_eq(m[0].receive_count, 2);
+    messages_clear(m, 1);
+
+    /* renewing never shortens a lease */
+    ck_assert_uint_eq(claim(now + 20000, 60000, 5, 2, m, NULL), 2);
+    struct store_lease one = {m[0].order_id, m[0].receipt, 99};
+    ck_assert_int_eq(store_extend_leases(st, &one, 1, now + 20000, 10), STORE_OK);
+    ck_assert_int_eq(one.result, STORE_OK);
+    ck_assert_uint_eq(claim(now + 30000, 60000, 5, 2, m + 2, NULL), 0);
+    messages_clear(m, 2);
+}
+END_TEST
+
 START_TEST(next_visible_is_the_earliest)
 {
     int64_t when = 0;
@@ -1915,6 +1955,7 @@ Suite *suite_store(void)
     tcase_add_test(tc, settle_dead_letter_moves_message);
     tcase_add_test(tc, settle_batch_results_per_item);
     tcase_add_test(tc, release_makes_visible_now_and_gives_back_the_receive);
+    tcase_add_test(tc, extend_leases_keeps_message_hidden);
     tcase_add_test(tc, next_visible_is_the_earliest);
     suite_add_tcase(s, tc);
 

@@ -60,9 +60,10 @@ int64_t fulfilment_http_retry_after_ms(const char *value, int64_t now_s)
         unsigned long long s = strtoull(value, &end, 10);
         while (*end == ' ' || *end == '\t')
             end++;
-        if (errno != 0 || *end != '\0')
+        if (*end != '\0' || (errno != 0 && errno != ERANGE))
             return -1;
-        return s > INT64_MAX / 1000 ? INT64_MAX : (int64_t)s * 1000;
+        /* too large to count: as long as can be (the caller caps it) */
+        return errno == ERANGE || s > INT64_MAX / 1000 ? INT64_MAX : (int64_t)s * 1000;
     }
     time_t at = curl_getdate(value, NULL);
     if (at == (time_t)-1)

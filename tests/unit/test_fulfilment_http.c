@@ -1,7 +1,7 @@
 /*
  * test_fulfilment_http.c — what an HTTP answer decides (fulfilment_http.h):
  * the class of each status and the reading of Retry-After. The requests
- * themselves run against real receivers in tests/integration/test_fulfilment_http.sh.
+ * themselves run against real receivers in tests/integration/test_threaded_fulfilment_http.sh.
  */
 #include <check.h>
 #include <stdint.h>

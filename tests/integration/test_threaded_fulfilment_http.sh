@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# test_fulfilment_http.sh — HTTP fulfilment (`[workers] fulfilment_url`)
+# test_threaded_fulfilment_http.sh — HTTP fulfilment (`[workers] fulfilment_url`)
 # against a real receiver on 127.0.0.1 (fulfil_receiver.py: its answer is
 # chosen by the order's customer_id, and it logs every request it gets):
 # the headers and the signed body, the result kept with the order, every
 # class of answer (2xx, 4xx, 408/429/5xx with Retry-After, timeouts,
 # connection refused, a redirect), TLS with a throw-away CA, keep-alive,
 # many in flight, a fulfilment slower than visibility_timeout that still runs
-# once, and kill -9 in the middle of deliveries.
+# once, and kill -9 in the middle of deliveries. Many requests run at once
+# on each worker thread, so this file also runs under ThreadSanitizer.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=lib.sh
@@ -73,6 +74,7 @@ test_success_headers_signature_and_result() {
     http GET "/orders/$id"
     assert_contains "$BODY" "\"fulfilment_result\":{\"shipment_id\":\"S-$id\"}" "the receiver's answer kept"
     assert_eq "$(json_raw attempts)" 1 "attempts"
+    stop_orderd
 }
 
 test_non_json_answer_completes_without_result() {
@@ -82,6 +84,7 @@ test_non_json_answer_completes_without_result() {
     wait_until 60 "completed" order_is "$ORDER_ID" completed
     http GET "/orders/$ORDER_ID"
     assert_eq "$(json_raw fulfilment_result)" null "fulfilment_result of a text answer"
+    stop_orderd
 }
 
 test_4xx_dead_letters_at_once() {
@@ -95,6 +98,7 @@ test_4xx_dead_letters_at_once() {
     assert_contains "$(json_str last_error)" "422" "last_error names the status"
     assert_contains "$BODY" "unknown customer" "last_error quotes the body"
     assert_eq "$(received "$id")" 1 "requests"
+    stop_orderd
 }
 
 test_redirect_is_not_followed() {
@@ -105,6 +109,7 @@ test_redirect_is_not_followed() {
     assert_not_contains "$(cat "$R_LOG")" '/elsewhere' "a request to the redirect's target"
     http GET "/orders/$ORDER_ID"
     assert_contains "$(json_str last_error)" "302" "last_error"
+    stop_orderd
 }
 
 # retry_after_is_honoured CUSTOMER — the first answer says Retry-After: 1;
@@ -125,6 +130,7 @@ print("%.3f" % (t[1] - t[0]))')
     awk -v g="$gap" 'BEGIN { exit !(g >= 0.95) }' || fail "retried after ${gap}s, before Retry-After: 1"
     http GET "/orders/$id"
     assert_eq "$(json_raw attempts)" 2 "attempts"
+    stop_orderd
 }
 
 test_503_retry_after() { retry_after_is_honoured retry-1; }
@@ -140,6 +146,7 @@ test_5xx_retries_then_dead_letters() {
     http GET "/orders/$id"
     assert_contains "$(json_str last_error)" "500" "last_error"
     assert_contains "$(json_str last_error)" "boom" "last_error quotes the body"
+    stop_orderd
 }
 
 test_hanging_receiver_times_out() {
@@ -152,6 +159,7 @@ test_hanging_receiver_times_out() {
     http GET "/orders/$id"
     assert_contains "$(json_str last_error)" "timed out after 500 ms" "last_error"
     assert_eq "$(received "$id")" 2 "requests"
+    stop_orderd
 }
 
 test_connection_refused_is_retried() {
@@ -164,6 +172,7 @@ test_connection_refused_is_retried() {
     http GET "/orders/$ORDER_ID"
     assert_eq "$(json_raw attempts)" 3 "attempts"
     assert_contains "$(json_str last_error)" "connect" "last_error"
+    stop_orderd
 }
 
 # make_ca DIR — a throw-away CA and a certificate for 127.0.0.1 signed by it.
@@ -185,6 +194,7 @@ test_tls_with_private_ca() {
         "workers.fulfilment_ca_file=$T/ca.pem"
     post_order ok-tls
     wait_until 60 "completed over TLS" order_is "$ORDER_ID" completed
+    stop_orderd
 }
 
 test_tls_unknown_ca_is_refused() {
@@ -196,6 +206,7 @@ test_tls_unknown_ca_is_refused() {
     assert_eq "$(received "$ORDER_ID")" 0 "requests that reached the receiver"
     http GET "/orders/$ORDER_ID"
     assert_match "$(json_str last_error)" "[Cc]ertificate|SSL|TLS" "last_error"
+    stop_orderd
 }
 
 test_keepalive_and_many_in_flight() {
@@ -220,6 +231,7 @@ import json, sys
 print(len({json.loads(l)["client_port"] for l in open(sys.argv[1])}))' "$R_LOG")
     ((ports <= 32)) || fail "$ports connections for 48 requests: they are not kept alive"
     note "$overlap requests overlapped, over $ports connections"
+    stop_orderd
 }
 
 test_slower_than_visibility_timeout_runs_once() {
@@ -232,6 +244,7 @@ test_slower_than_visibility_timeout_runs_once() {
     assert_eq "$(received "$id")" 1 "requests: the lease was extended while it ran"
     http GET "/orders/$id"
     assert_eq "$(json_raw attempts)" 1 "attempts"
+    stop_orderd
 }
 
 test_kill9_mid_delivery_delivers_again_with_the_same_id() {
@@ -256,6 +269,7 @@ test_kill9_mid_delivery_delivers_again_with_the_same_id() {
         assert_eq "$(grep "\"order_id\": \"$id\"" "$R_LOG" | grep -c "\"idempotency-key\": \"$id\"")" 2 \
             "the same Idempotency-Key both times"
     done
+    stop_orderd
 }
 
 test_fulfilment_metrics() {
@@ -269,6 +283,7 @@ test_fulfilment_metrics() {
     assert_metric 'orderd_fulfilment_results_total{result="rejected"}' 1 "rejected results"
     assert_metric 'orderd_fulfilment_duration_seconds_count{kind="http"}' 2 "durations observed"
     assert_metric 'orderd_fulfilment_in_flight' 0 "in flight at rest"
+    stop_orderd
 }
 
 run_tests

@@ -5,7 +5,8 @@ A threaded HTTP/1.1 server (keep-alive) on 127.0.0.1 that answers each POSTed
 order according to its customer_id, and records every request it gets as one
 JSON line in LOG: the headers orderd sent, the body, whether the Standard
 Webhooks signature verified (webhook_verify.py, with the secrets of
---secrets), and the connection's client port (to see keep-alive reuse).
+--secrets), the connection's client port (to see keep-alive reuse), and how
+many requests were being answered when it came, itself included (in_flight).
 
 customer_id decides the answer:
   ok...          200 {"shipment_id": "S-<order_id>"}
@@ -37,6 +38,7 @@ import webhook_verify  # noqa: E402  (next to this file)
 
 SEEN = {}
 SEEN_LOCK = threading.Lock()
+IN_FLIGHT = [0]
 LOG_LOCK = threading.Lock()
 
 
@@ -62,8 +64,9 @@ class Handler(BaseHTTPRequestHandler):
         if body:
             self.wfile.write(body)
 
-    def record(self, body, order, verified):
+    def record(self, body, order, verified, in_flight):
         entry = {
+            "in_flight": in_flight,
             "path": self.path,
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": body.decode("utf-8", "replace"),
@@ -93,8 +96,15 @@ class Handler(BaseHTTPRequestHandler):
             order = json.loads(body)
         except ValueError:
             order = {}
-        self.record(body, order, self.verify(body))
-        self.answer(order)
+        with SEEN_LOCK:
+            IN_FLIGHT[0] += 1
+            in_flight = IN_FLIGHT[0]
+        try:
+            self.record(body, order, self.verify(body), in_flight)
+            self.answer(order)
+        finally:
+            with SEEN_LOCK:
+                IN_FLIGHT[0] -= 1
 
     def answer(self, order):
         cid = str(order.get("customer_id", ""))

@@ -91,29 +91,21 @@ $(O)/unit-tests: $(LIB_OBJS) $(UNIT_OBJS)
 -include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(UNIT_OBJS:.o=.d)
 
 # --- packages -------------------------------------------------------------
+# build-aux/apt-install-missing.sh installs what is missing and prints what it
+# installs; it waits up to APT_LOCK_TIMEOUT seconds for another apt or dpkg
+# (unattended-upgrades on a fresh machine) instead of failing on its lock.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-define apt_install_missing
-	@missing=""; for p in $(1); do \
-	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
-	    || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-	fi
-endef
+APT_LOCK_TIMEOUT ?= 600
+APT_INSTALL_MISSING = SUDO='$(SUDO)' APT_LOCK_TIMEOUT='$(APT_LOCK_TIMEOUT)' \
+        bash build-aux/apt-install-missing.sh
 
 deps:
-	$(call apt_install_missing,$(DEB_BUILD))
-# npm is not in DEB_TEST: where nodejs comes from NodeSource it ships npm, and
-# Debian's npm package would conflict with it.
+	@$(APT_INSTALL_MISSING) $(DEB_BUILD)
+# --npm: Debian's npm only when there is no npm command (see the script).
 deps-test: deps
-	$(call apt_install_missing,$(DEB_TEST))
-	@command -v npm >/dev/null 2>&1 || $(SUDO) env DEBIAN_FRONTEND=noninteractive \
-	  apt-get install -y -q --no-install-recommends npm
+	@$(APT_INSTALL_MISSING) --npm $(DEB_TEST)
 deps-bench: deps
-	$(call apt_install_missing,$(DEB_BENCH))
+	@$(APT_INSTALL_MISSING) $(DEB_BENCH)
 
 # --- run ------------------------------------------------------------------
 # etc/orderd/dev.conf: 127.0.0.1:8080, database var/orderd.db (orderd creates var/ 0750).

@@ -1,6 +1,8 @@
 /*
  * api_admin.h — the dead-letter admin endpoints: GET /admin/dlq,
  * POST /admin/dlq/{id}/redrive, POST /admin/dlq/redrive, DELETE /admin/dlq/{id}.
+ * Each redrive and delete is logged at info with the API key's name, the
+ * client address and the order id (or the count).
  * Handlers run on HTTP threads; ctx is a struct api_admin.
  */
 #ifndef ORDERD_API_ADMIN_H

@@ -23,8 +23,14 @@ json_t *api_trace_id_of(const char *traceparent);
 void api_cursor_encode(const char *order_id, char *out, size_t size);
 /* 0, or -EINVAL when cursor is not one this server hands out. */
 int api_cursor_decode(const char *cursor, char *order_id, size_t size);
-/* next_cursor of a page: a cursor after last_id when the page was full, else null. */
-json_t *api_next_cursor(const char *last_id, size_t n, size_t limit);
+/*
+ * A page of a list: the handler asks the store for limit + 1 rows and gets n.
+ * The page shows api_page_size(n, limit) of them; its next_cursor is a
+ * cursor after the last one shown when the extra row came (n > limit), else
+ * null, so that a client never follows a cursor to an empty page.
+ */
+size_t api_page_size(size_t n, size_t limit);
+json_t *api_next_cursor(const char *last_shown_id, size_t n, size_t limit);
 
 /* Replies with obj as compact JSON; steals the reference (NULL: 500). */
 void api_reply_object(struct http_request *req, unsigned status, json_t *obj);

@@ -127,4 +127,10 @@ void http_request_suspend(struct http_request *req);
 /* From any thread, after a reply was set on a suspended request. */
 void http_request_resume(struct http_request *req);
 
+/* For an audit line (api_admin.c): the name of the API key that was let in,
+ * or NULL when no key was asked for (no keys_file, or an open route). */
+const char *http_request_key_name(const struct http_request *req);
+/* The client's numeric address ("192.0.2.7", "2001:db8::1"), or "unknown". */
+void http_request_peer_address(const struct http_request *req, char *out, size_t size);
+
 #endif

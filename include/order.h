@@ -37,7 +37,8 @@ struct order_validation {
 enum order_parse_result {
     ORDER_OK = 0,
     ORDER_EMALFORMED = -1,        /* not JSON (or nested too deep); errors[0] says where */
-    ORDER_EINVALID = -2,          /* JSON, but not an object or fields break the rules */
+    ORDER_EINVALID = -2,          /* JSON, but not an object, a NUL character (\u0000)
+                                   * in it, or fields break the rules */
     ORDER_ENOMEM = -3,
 };
 

@@ -116,27 +116,44 @@ int store_sync(struct store *s);
 
 /* ---- reads (HTTP threads) -------------------------------------------- */
 
+/*
+ * An order as GET /orders shows it. status is one of "queued" "processing"
+ * "completed" "dead_lettered" "discarded" (a dead letter an operator deleted:
+ * it will never be delivered again). A redrive keeps what went before: the
+ * attempts and last error of the run that ended in the dead-letter queue
+ * move to previous_attempts / previous_error, and attempts / last_error
+ * start again for the new run.
+ */
 struct store_order {
     char order_id[ID_ULID_LEN + 1];
     char *customer_id;
     char *items_json;
-    const char *status;           /* "queued" "processing" "completed" "dead_lettered" */
-    uint32_t attempts;
+    const char *status;           /* a string constant, see above */
+    uint32_t attempts;            /* of the current run (since the last redrive) */
     int64_t created_at_ms;
     int64_t processed_at_ms;      /* 0 = not yet */
     char *last_error;             /* NULL = none */
     char traceparent[TRACEPARENT_LEN + 1];
+    uint32_t redrives;            /* times it was put back from the dead-letter queue */
+    int64_t redriven_at_ms;       /* the last redrive; 0 = never */
+    uint32_t previous_attempts;   /* attempts before the last redrive (redrives > 0) */
+    char *previous_error;         /* last error before the last redrive; NULL = none */
+    int64_t discarded_at_ms;      /* status discarded: when; else 0 */
 };
 void store_order_clear(struct store_order *o);
 
 int store_get_order(struct store *s, const char *order_id, int64_t now_ms,
                     struct store_order *out);
 
+/* A list asks for up to one row more than a page holds: that row tells
+ * whether another page follows (the API's next_cursor). */
+#define STORE_LIST_LIMIT_MAX (HTTP_LIST_LIMIT_MAX + 1)
+
 struct store_order_filter {
     const char *customer_id;      /* NULL = any */
-    const char *status;           /* NULL = any; one of the four statuses */
+    const char *status;           /* NULL = any; one of the five statuses */
     const char *before_id;        /* cursor: only ids < this; NULL = newest */
-    size_t limit;                 /* 1..HTTP_LIST_LIMIT_MAX */
+    size_t limit;                 /* 1..STORE_LIST_LIMIT_MAX */
 };
 
 /* Newest first. *out is an array the caller frees with store_orders_free(). */
@@ -250,16 +267,20 @@ struct store_dead_letter {
     int64_t dead_lettered_at_ms;
     char traceparent[TRACEPARENT_LEN + 1];
 };
-/* Newest dead letter first; before_id is the cursor (NULL = first page). */
+/* Newest dead letter first; before_id is the cursor (NULL = first page);
+ * limit 1..STORE_LIST_LIMIT_MAX. */
 int store_list_dead_letters(struct store *s, const char *before_id, size_t limit,
                             struct store_dead_letter **out, size_t *n);
 void store_dead_letters_free(struct store_dead_letter *d, size_t n);
-/* Moves one dead letter back to the queue with a zero receive count. */
+/* Moves one dead letter back to the queue with a zero receive count; its
+ * order keeps the run that failed (store_order: redrives, previous_*). */
 int store_redrive(struct store *s, const char *order_id, int64_t now_ms);
-/* Moves all dead letters back, in batches; *moved may be NULL. */
+/* Moves all dead letters back, in batches, as store_redrive(); *moved may be
+ * NULL. */
 int store_redrive_all(struct store *s, int64_t now_ms, uint64_t *moved);
-/* Discards a dead letter; the order keeps status dead_lettered. */
-int store_delete_dead_letter(struct store *s, const char *order_id);
+/* Drops a dead letter for good: its order becomes status "discarded", with
+ * discarded_at = now_ms, and keeps its attempts and last error. */
+int store_delete_dead_letter(struct store *s, const char *order_id, int64_t now_ms);
 
 /* ---- maintenance ------------------------------------------------------ */
 

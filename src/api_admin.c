@@ -2,8 +2,15 @@
  * api_admin.c — the dead-letter queue for operators (see api_admin.h).
  *
  * A redriven message goes back to the queue with a zero receive count and the
- * workers are woken; a deleted dead letter is gone for good but its order row
- * stays, status dead_lettered, so GET /orders/{id} still tells its story.
+ * workers are woken; its order keeps the run that failed (redrives,
+ * redriven_at, previous_attempts, previous_error in GET /orders/{id}). A
+ * deleted dead letter is gone for good; its order row stays, status
+ * discarded with discarded_at, so GET /orders/{id} still tells its story.
+ *
+ * Every action that changes the dead-letter queue leaves an info line: what
+ * was done, to which order (or how many), by which API key (its name, never
+ * the key) and from which client address.
+ *
  * Threads: HTTP threads.
  */
 #include <errno.h>
@@ -17,6 +24,19 @@
 #include "api_orders.h"
 #include "bounds.h"
 #include "ids.h"
+#include "log.h"
+
+/* One info line for an admin action: "admin: WHAT by key=NAME client=ADDR".
+ * order_id, when given, goes into the line's context. */
+static void log_action(struct http_request *req, enum log_level level, const char *order_id,
+                       const char *what)
+{
+    char peer[HTTP_CLIENT_MAX + 1];
+    http_request_peer_address(req, peer, sizeof(peer));
+    const char *key = http_request_key_name(req);
+    struct log_ctx lc = {http_request_id(req), http_request_trace(req)->trace_id, order_id};
+    log_write(level, &lc, "admin: %s by key=%s client=%s", what, key ? key : "(auth off)", peer);
+}
 
 static void reply_storage_error(struct http_request *req, int err)
 {
@@ -100,15 +120,17 @@ void api_admin_dlq_list(struct http_request *req, void *ctx)
         return;
     struct store_dead_letter *rows = NULL;
     size_t n = 0;
-    int err = store_list_dead_letters(a->store, before[0] ? before : NULL, limit, &rows, &n);
+    /* one row more than the page: it tells whether a next page exists */
+    int err = store_list_dead_letters(a->store, before[0] ? before : NULL, limit + 1, &rows, &n);
     if (err != STORE_OK) {
         reply_storage_error(req, err);
         return;
     }
+    size_t shown = api_page_size(n, limit);
     json_t *arr = json_array();
-    for (size_t i = 0; arr && i < n; i++)
+    for (size_t i = 0; arr && i < shown; i++)
         json_array_append_new(arr, dead_letter_json(&rows[i]));
-    json_t *next = api_next_cursor(n ? rows[n - 1].order_id : NULL, n, limit);
+    json_t *next = api_next_cursor(shown ? rows[shown - 1].order_id : NULL, n, limit);
     store_dead_letters_free(rows, n);
     api_reply_object(req, 200, json_pack("{s:o, s:o}", "dead_letters", arr ? arr : json_array(),
                                      "next_cursor", next));
@@ -127,6 +149,7 @@ void api_admin_redrive(struct http_request *req, void *ctx)
         reply_storage_error(req, err);
         return;
     }
+    log_action(req, LOG_LEVEL_INFO, id, "dead letter redriven");
     if (a->wake)
         a->wake(a->wake_arg);
     api_reply_object(req, 200, json_pack("{s:s, s:s}", "order_id", id, "status", "queued"));
@@ -137,6 +160,10 @@ void api_admin_redrive_all(struct http_request *req, void *ctx)
     struct api_admin *a = ctx;
     uint64_t moved = 0;
     int err = store_redrive_all(a->store, ids_now_ms(), &moved);
+    char what[96];
+    snprintf(what, sizeof(what), "all dead letters redriven: %llu%s", (unsigned long long)moved,
+             err == STORE_OK ? "" : ", then a storage error stopped it");
+    log_action(req, err == STORE_OK ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, NULL, what);
     if (moved > 0 && a->wake)
         a->wake(a->wake_arg);
     if (err != STORE_OK) {
@@ -154,10 +181,11 @@ void api_admin_dlq_delete(struct http_request *req, void *ctx)
         reply_storage_error(req, STORE_ENOTFOUND);
         return;
     }
-    int err = store_delete_dead_letter(a->store, id);
+    int err = store_delete_dead_letter(a->store, id, ids_now_ms());
     if (err != STORE_OK) {
         reply_storage_error(req, err);
         return;
     }
+    log_action(req, LOG_LEVEL_INFO, id, "dead letter deleted (order discarded)");
     http_reply_static(req, 204, "application/json", "", 0);
 }

@@ -86,12 +86,17 @@ int api_cursor_decode(const char *cursor, char *order_id, size_t size)
     return ids_ulid_valid(order_id) ? 0 : -EINVAL;
 }
 
-json_t *api_next_cursor(const char *last_id, size_t n, size_t limit)
+size_t api_page_size(size_t n, size_t limit)
 {
-    if (last_id == NULL || n == 0 || n < limit)
+    return n > limit ? limit : n;
+}
+
+json_t *api_next_cursor(const char *last_shown_id, size_t n, size_t limit)
+{
+    if (last_shown_id == NULL || n <= limit)
         return json_null();
     char cursor[64];
-    api_cursor_encode(last_id, cursor, sizeof(cursor));
+    api_cursor_encode(last_shown_id, cursor, sizeof(cursor));
     return json_string(cursor);
 }
 

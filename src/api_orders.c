@@ -150,13 +150,18 @@ void api_orders_free(struct api_orders *api)
 json_t *api_order_json(const struct store_order *o)
 {
     json_t *items = json_loads(o->items_json, 0, NULL);
-    json_t *obj = json_pack("{s:s, s:s, s:o, s:s, s:I, s:o, s:o, s:o, s:o}", "order_id",
-                            o->order_id, "customer_id", o->customer_id, "items",
-                            items ? items : json_array(), "status", o->status, "attempts",
-                            (json_int_t)o->attempts, "created_at", api_time_or_null(o->created_at_ms),
-                            "processed_at", api_time_or_null(o->processed_at_ms), "last_error",
-                            o->last_error ? json_string(o->last_error) : json_null(), "trace_id",
-                            api_trace_id_of(o->traceparent));
+    bool redriven = o->redrives > 0;
+    json_t *obj = json_pack(
+        "{s:s, s:s, s:o, s:s, s:I, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "order_id",
+        o->order_id, "customer_id", o->customer_id, "items", items ? items : json_array(),
+        "status", o->status, "attempts", (json_int_t)o->attempts, "created_at",
+        api_time_or_null(o->created_at_ms), "processed_at", api_time_or_null(o->processed_at_ms),
+        "last_error", o->last_error ? json_string(o->last_error) : json_null(), "trace_id",
+        api_trace_id_of(o->traceparent), "redrives", (json_int_t)o->redrives, "redriven_at",
+        api_time_or_null(o->redriven_at_ms), "previous_attempts",
+        redriven ? json_integer(o->previous_attempts) : json_null(), "previous_error",
+        redriven && o->previous_error ? json_string(o->previous_error) : json_null(),
+        "discarded_at", api_time_or_null(o->discarded_at_ms));
     return obj;
 }
 
@@ -464,7 +469,8 @@ static void list_reject_unknown(void *arg, const char *name)
 static bool status_valid(const char *s)
 {
     return strcmp(s, "queued") == 0 || strcmp(s, "processing") == 0 ||
-           strcmp(s, "completed") == 0 || strcmp(s, "dead_lettered") == 0;
+           strcmp(s, "completed") == 0 || strcmp(s, "dead_lettered") == 0 ||
+           strcmp(s, "discarded") == 0;
 }
 
 static void list_parse(struct http_request *req, struct list_query *q)
@@ -482,7 +488,8 @@ static void list_parse(struct http_request *req, struct list_query *q)
 
     v = http_request_query(req, "status", &present);
     if (present && !status_valid(v))
-        list_error(q, "status", "must be one of queued, processing, completed, dead_lettered");
+        list_error(q, "status",
+                   "must be one of queued, processing, completed, dead_lettered, discarded");
     else if (present)
         q->filter.status = v;
 
@@ -516,6 +523,8 @@ void api_orders_list(struct http_request *req, void *ctx)
                            q.errors, q.n_errors);
         return;
     }
+    size_t limit = q.filter.limit;
+    q.filter.limit = limit + 1; /* the extra row tells whether a next page exists */
     struct store_order *rows = NULL;
     size_t n = 0;
     int err = store_list_orders(api->store, &q.filter, ids_now_ms(), &rows, &n);
@@ -523,10 +532,11 @@ void api_orders_list(struct http_request *req, void *ctx)
         api_reply_unavailable(req, "storage is unavailable; retry later");
         return;
     }
+    size_t shown = api_page_size(n, limit);
     json_t *arr = json_array();
-    for (size_t i = 0; arr && i < n; i++)
+    for (size_t i = 0; arr && i < shown; i++)
         json_array_append_new(arr, api_order_json(&rows[i]));
-    json_t *next = api_next_cursor(n ? rows[n - 1].order_id : NULL, n, q.filter.limit);
+    json_t *next = api_next_cursor(shown ? rows[shown - 1].order_id : NULL, n, limit);
     store_orders_free(rows, n);
     api_reply_object(req, 200, json_pack("{s:o, s:o}", "orders", arr ? arr : json_array(),
                                           "next_cursor", next));

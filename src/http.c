@@ -948,3 +948,26 @@ void http_server_stop(struct http_server *srv)
         pthread_mutex_destroy(&srv->watch_lock);
     free(srv);
 }
+
+/* ---- who made the request, for audit lines ------------------------------------- */
+
+const char *http_request_key_name(const struct http_request *req)
+{
+    bool keyed = req->srv->authorize != NULL && req->route != NULL &&
+                 req->route->scope != HTTP_SCOPE_NONE;
+    return keyed && req->client[0] != '\0' ? req->client : NULL;
+}
+
+void http_request_peer_address(const struct http_request *req, char *out, size_t size)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    char host[NI_MAXHOST];
+    socklen_t len = sa && sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                   : sizeof(struct sockaddr_in);
+    if (sa == NULL || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
+        getnameinfo(sa, len, host, sizeof(host), NULL, 0, NI_NUMERICHOST) != 0)
+        snprintf(host, sizeof(host), "unknown");
+    snprintf(out, size, "%s", host);
+}

@@ -5,9 +5,11 @@
  *
  * Parsing happens in three steps: a byte pre-scan that refuses deep nesting
  * before jansson spends anything on it; jansson itself (duplicate keys,
- * invalid UTF-8, \u0000, trailing bytes and oversized integers are all
- * "malformed"); then a validation pass that records every broken rule without
- * allocating. Only a body that passes is copied into struct order.
+ * invalid UTF-8, trailing bytes and oversized integers are all "malformed";
+ * a \u0000, valid JSON that jansson refuses, is "invalid"); then a
+ * validation pass that records every broken rule without allocating. Only a
+ * body that passes is copied into struct order. Messages are our own words
+ * where jansson's would name its API (JSON_ALLOW_NUL): see report_parse_error.
  *
  * Pure: no globals, no I/O. Safe on any thread.
  */
@@ -101,6 +103,31 @@ static void report_malformed(struct order_validation *v, const json_error_t *err
     }
     text[i] = '\0';
     add_error(v, "", "invalid JSON at line %d, column %d: %s", err->line, err->column, text);
+}
+
+/*
+ * Why jansson refused the text, as an order_parse() result with its message.
+ * A NUL character (\u0000, in a value or a key) is valid JSON that jansson
+ * refuses, in words that name its own flag ("not allowed without
+ * JSON_ALLOW_NUL"): that one gets a message of ours and ORDER_EINVALID. Its
+ * other texts describe the JSON ("unexpected token near '}'") and pass.
+ */
+static int report_parse_error(struct order_validation *v, const json_error_t *err)
+{
+    switch (json_error_code(err)) {
+    case json_error_out_of_memory:
+        return ORDER_ENOMEM;
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        add_error(v, "",
+                  "the body contains a NUL character (\\u0000), which is not allowed "
+                  "(line %d, column %d)",
+                  err->line, err->column);
+        return ORDER_EINVALID;
+    default:
+        report_malformed(v, err);
+        return ORDER_EMALFORMED;
+    }
 }
 
 /* Unicode code points in valid UTF-8: every byte that is not a continuation. */
@@ -292,12 +319,8 @@ int order_parse(const char *body, size_t len, struct order *out, struct order_va
         return ORDER_EMALFORMED;
     }
     root = json_loadb(len > 0 ? body : "", len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
-    if (root == NULL) {
-        if (json_error_code(&err) == json_error_out_of_memory)
-            return ORDER_ENOMEM;
-        report_malformed(v, &err);
-        return ORDER_EMALFORMED;
-    }
+    if (root == NULL)
+        return report_parse_error(v, &err);
     check_order(v, root);
     rc = v->count > 0 ? ORDER_EINVALID : build_order(root, out);
     json_decref(root);
@@ -317,12 +340,8 @@ int order_validate_stored(const char *customer_id, const char *items_json,
         return ORDER_EMALFORMED;
     }
     json_t *items = json_loadb(items_json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &err);
-    if (items == NULL) {
-        if (json_error_code(&err) == json_error_out_of_memory)
-            return ORDER_ENOMEM;
-        report_malformed(v, &err);
-        return ORDER_EMALFORMED;
-    }
+    if (items == NULL)
+        return report_parse_error(v, &err);
     json_t *root = json_object();
     if (root == NULL) {
         json_decref(items);

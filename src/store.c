@@ -168,9 +168,9 @@ int store_redrive_all(struct store *s, int64_t now_ms, uint64_t *moved)
     return s->ops->redrive_all(s, now_ms, moved);
 }
 
-int store_delete_dead_letter(struct store *s, const char *order_id)
+int store_delete_dead_letter(struct store *s, const char *order_id, int64_t now_ms)
 {
-    return s->ops->delete_dead_letter(s, order_id);
+    return s->ops->delete_dead_letter(s, order_id, now_ms);
 }
 
 /* ---- maintenance ------------------------------------------------------- */
@@ -182,6 +182,7 @@ void store_order_clear(struct store_order *o)
     free(o->customer_id);
     free(o->items_json);
     free(o->last_error);
+    free(o->previous_error);
     memset(o, 0, sizeof(*o));
 }
 

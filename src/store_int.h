@@ -55,7 +55,7 @@ struct store_ops {
                              struct store_dead_letter **out, size_t *n);
     int (*redrive)(struct store *s, const char *order_id, int64_t now_ms);
     int (*redrive_all)(struct store *s, int64_t now_ms, uint64_t *moved);
-    int (*delete_dead_letter)(struct store *s, const char *order_id);
+    int (*delete_dead_letter)(struct store *s, const char *order_id, int64_t now_ms);
 };
 
 /* The first member of every backend's struct, so a struct store * is both. */

@@ -4,10 +4,11 @@
  * share behind a load balancer. Chosen by [storage] backend = postgres; the
  * connection is [storage] dsn (a libpq connection string or URI).
  *
- * SCHEMA (schema_version 1) — store_sqlite.c's, column for column
+ * SCHEMA (schema_version 2) — store_sqlite.c's, column for column
  *
  *   orders(order_id PK, customer_id, items, status, attempts, created_at,
- *          processed_at, last_error, traceparent)
+ *          processed_at, last_error, traceparent, redrives, redriven_at,
+ *          previous_attempts, previous_error, discarded_at)
  *   queue(seq PK, order_id UNIQUE, enqueued_at, visible_at, receive_count,
  *         receipt, last_error)
  *   dead_letters(order_id PK, attempts, last_error, enqueued_at, dead_lettered_at)
@@ -22,8 +23,10 @@
  *   clock, so the nodes' clocks must agree (NTP) to well within a lease.
  *   Ids and keys are text COLLATE "C", so that ULIDs sort and page
  *   the same whatever the database's locale. status is 'queued' |
- *   'completed' | 'dead_lettered'; "processing" is derived exactly as in
- *   SQLite: a queued order whose message holds a live lease.
+ *   'completed' | 'dead_lettered' | 'discarded'; "processing" is derived
+ *   exactly as in SQLite: a queued order whose message holds a live lease.
+ *   Version 2 added the order's history through the dead-letter queue
+ *   (redrives .. discarded_at, and 'discarded'), as SQLite's version 3.
  *
  * STATES AND TRANSITIONS are those written at the top of store_sqlite.c, with
  * the same fencing: settle and release act only under the current receipt
@@ -43,7 +46,8 @@
  *             a crash there only delays the dead-lettering.
  *   settle    completed / retry / dead letter for the whole batch at once;
  *             the rows it returns are the settlements whose receipt matched.
- *   release, redrive (one, or batches of 500 with SKIP LOCKED), delete.
+ *   release, redrive (one, or batches of 500 with SKIP LOCKED; the order's
+ *             failed run moves to previous_*), delete (the order: discarded).
  *
  * MAX_DEPTH. The enqueue statement reads the depth (the sum of queue_stats)
  * and writes nothing when depth + batch > max_depth; the batch is then
@@ -134,7 +138,7 @@
 #include "store_int.h"
 #include "strbuf.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define STORE_PG_LOCK_ID "8030604196226347009" /* 0x6f72646572640001: "orderd" 0 1 */
 #define STORE_PG_SLOT_NS "1869767794"          /* 0x6f726472: "ordr", with the slot */
 #define REDRIVE_BATCH 500
@@ -189,6 +193,24 @@ static const char schema_v1[] =
     "        autovacuum_vacuum_threshold = 1000);"
     "INSERT INTO queue_stats (slot) SELECT generate_series(0, 127);";
 
+/*
+ * Version 2: the order's history through the dead-letter queue (store.h).
+ * ADD COLUMN with no default or a constant one rewrites no row. The CHECK
+ * on status (named by PostgreSQL's rule, table_column_check) is replaced by
+ * a looser one NOT VALID: every stored row passed the stricter rule, so
+ * orders is not scanned under the migration's table lock; new and changed
+ * rows are checked as always.
+ */
+static const char schema_v2[] =
+    "ALTER TABLE orders ADD COLUMN redrives integer NOT NULL DEFAULT 0,"
+    "  ADD COLUMN redriven_at bigint,"
+    "  ADD COLUMN previous_attempts integer,"
+    "  ADD COLUMN previous_error text,"
+    "  ADD COLUMN discarded_at bigint,"
+    "  DROP CONSTRAINT orders_status_check,"
+    "  ADD CONSTRAINT orders_status_check"
+    "    CHECK (status IN ('queued','completed','dead_lettered','discarded')) NOT VALID;";
+
 /* Prepared on every connection. $n are typed by their casts. */
 enum pstmt {
     S_ENQUEUE,
@@ -219,12 +241,16 @@ enum pstmt {
     "st AS (UPDATE queue_stats SET queue = queue + (" queue_delta "), "                   \
     "dlq = dlq + (" dlq_delta ") WHERE slot = " slot " AND " when ")"
 
-/* One dead letter or a batch back to the queue; d is the deleted rows. */
+/* One dead letter or a batch back to the queue; d is the deleted rows. The
+ * right-hand sides of SET read the row as it was: the failed run moves to
+ * previous_*. */
 #define REDRIVE_TAIL                                                                      \
     "RETURNING order_id), "                                                               \
     "q AS (INSERT INTO queue (order_id, enqueued_at, visible_at) "                        \
     "  SELECT order_id, $2::bigint, $2::bigint FROM d), "                                 \
-    "o AS (UPDATE orders SET status = 'queued', attempts = 0 "                            \
+    "o AS (UPDATE orders SET status = 'queued', redrives = redrives + 1, "                \
+    "  redriven_at = $2::bigint, previous_attempts = attempts, "                          \
+    "  previous_error = last_error, attempts = 0, last_error = NULL "                     \
     "  WHERE order_id IN (SELECT order_id FROM d)), " STATS_DELTA(                        \
         "$3::int", "SELECT count(*) FROM d", "-(SELECT count(*) FROM d)",                 \
         "EXISTS (SELECT 1 FROM d)") " SELECT count(*) FROM d"
@@ -237,7 +263,8 @@ enum pstmt {
 #define ORDER_COLUMNS                                                                     \
     "o.order_id, o.customer_id, o.items, " STATUS_EXPR ", "                               \
     "CASE WHEN o.status = 'queued' THEN coalesce(q.receive_count, 0) ELSE o.attempts END, " \
-    "o.created_at, o.processed_at, coalesce(q.last_error, o.last_error), o.traceparent "  \
+    "o.created_at, o.processed_at, coalesce(q.last_error, o.last_error), o.traceparent, " \
+    "o.redrives, o.redriven_at, o.previous_attempts, o.previous_error, o.discarded_at "   \
     "FROM orders o LEFT JOIN queue q ON q.order_id = o.order_id "
 
 /* $1 now, $2 cursor (CURSOR_NONE = first page), $3 limit, $4 shown status or NULL. */
@@ -329,10 +356,12 @@ static const char *const pstmt_sql[S_COUNT] = {
                         "  LIMIT $1::int FOR UPDATE SKIP LOCKED), "
                         "d AS (DELETE FROM dead_letters WHERE order_id IN "
                         "  (SELECT order_id FROM picked) " REDRIVE_TAIL,
-    /* $1 id, $2 slot. */
+    /* $1 id, $2 now, $3 slot. */
     [S_DLQ_DELETE] = "WITH d AS (DELETE FROM dead_letters WHERE order_id = $1::text "
-                     "RETURNING order_id), " STATS_DELTA(
-                         "$2::int", "0", "-(SELECT count(*) FROM d)",
+                     "RETURNING order_id), "
+                     "o AS (UPDATE orders SET status = 'discarded', discarded_at = $2::bigint "
+                     "  WHERE order_id IN (SELECT order_id FROM d)), " STATS_DELTA(
+                         "$3::int", "0", "-(SELECT count(*) FROM d)",
                          "EXISTS (SELECT 1 FROM d)") " SELECT count(*) FROM d",
     [S_IDEM_PRUNE] = "DELETE FROM idempotency_keys WHERE created_at < $1::bigint",
     [S_HEARTBEAT] = "INSERT INTO heartbeat (id, at) VALUES (1, $1::bigint) "
@@ -865,9 +894,20 @@ static int migrate(struct pg_conn *c)
                            "migrate to 1", NULL);
         if (err != STORE_OK)
             goto rollback;
-        log_info(NULL, "store: created postgres schema version %d", SCHEMA_VERSION);
     }
-    /* Later versions: if (version < 2) { ... } — each step in this transaction. */
+    if (version < 2) {
+        err = exec_sql(c, schema_v2, "migrate to 2", NULL);
+        if (err == STORE_OK)
+            err = exec_sql(c, "UPDATE schema_version SET version = 2", "migrate to 2", NULL);
+        if (err != STORE_OK)
+            goto rollback;
+    }
+    /* Later versions: if (version < 3) { ... } — each step in this transaction. */
+    if (version < 1)
+        log_info(NULL, "store: created postgres schema version %d", SCHEMA_VERSION);
+    else if (version < SCHEMA_VERSION)
+        log_info(NULL, "store: migrated the postgres schema from version %" PRId64 " to %d",
+                 version, SCHEMA_VERSION);
     return exec_sql(c, "COMMIT", "migrate commit", NULL);
 
 rollback:
@@ -1089,7 +1129,8 @@ static int pgs_enqueue_batch(struct store *base, struct store_new_order *orders,
 
 static const char *status_constant(const char *s)
 {
-    static const char *const names[] = {"queued", "processing", "completed", "dead_lettered"};
+    static const char *const names[] = {"queued", "processing", "completed", "dead_lettered",
+                                        "discarded"};
     for (size_t i = 0; s != NULL && i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp(s, names[i]) == 0)
             return names[i];
@@ -1109,7 +1150,14 @@ static int read_order_row(const PGresult *r, int row, struct store_order *o)
     bool has_error = !PQgetisnull(r, row, 7);
     o->last_error = col_dup(r, row, 7);
     col_copy(r, row, 8, o->traceparent, sizeof(o->traceparent));
-    if (o->customer_id == NULL || o->items_json == NULL || (has_error && o->last_error == NULL)) {
+    o->redrives = (uint32_t)col_i64(r, row, 9);
+    o->redriven_at_ms = col_i64(r, row, 10);
+    o->previous_attempts = (uint32_t)col_i64(r, row, 11);
+    bool has_previous = !PQgetisnull(r, row, 12);
+    o->previous_error = col_dup(r, row, 12);
+    o->discarded_at_ms = col_i64(r, row, 13);
+    if (o->customer_id == NULL || o->items_json == NULL || (has_error && o->last_error == NULL) ||
+        (has_previous && o->previous_error == NULL)) {
         store_order_clear(o);
         return STORE_ENOMEM;
     }
@@ -1151,7 +1199,7 @@ static int pgs_list_orders(struct store *base, const struct store_order_filter *
                            struct store_order **out, size_t *n)
 {
     struct pg_store *s = pgs(base);
-    assert(f->limit >= 1 && f->limit <= HTTP_LIST_LIMIT_MAX);
+    assert(f->limit >= 1 && f->limit <= STORE_LIST_LIMIT_MAX);
     struct num now, limit;
     const char *params[6] = {num(&now, now_ms), f->before_id ? f->before_id : CURSOR_NONE,
                              num(&limit, (int64_t)f->limit), f->status};
@@ -1545,7 +1593,7 @@ static int pgs_list_dead_letters(struct store *base, const char *before_id, size
                                  struct store_dead_letter **out, size_t *n)
 {
     struct pg_store *s = pgs(base);
-    assert(limit >= 1 && limit <= HTTP_LIST_LIMIT_MAX);
+    assert(limit >= 1 && limit <= STORE_LIST_LIMIT_MAX);
     struct store_dead_letter *rows = calloc(limit, sizeof(*rows));
     if (rows == NULL)
         return STORE_ENOMEM;
@@ -1586,13 +1634,9 @@ static int run_count(struct pg_store *s, enum pstmt which, const char *first, in
     if (err != STORE_OK)
         return err;
     struct num now, slot;
-    const char *params[3] = {first};
-    int nparams = 1;
-    if (which != S_DLQ_DELETE)
-        params[nparams++] = num(&now, now_ms);
-    params[nparams++] = num(&slot, c->slot);
+    const char *params[] = {first, num(&now, now_ms), num(&slot, c->slot)};
     PGresult *res = NULL;
-    err = run(c, which, nparams, params, where, &res);
+    err = run(c, which, 3, params, where, &res);
     pool_release(s, c);
     if (err == STORE_OK)
         *count = col_i64(res, 0, 0);
@@ -1625,10 +1669,10 @@ static int pgs_redrive_all(struct store *base, int64_t now_ms, uint64_t *moved)
     return err;
 }
 
-static int pgs_delete_dead_letter(struct store *base, const char *order_id)
+static int pgs_delete_dead_letter(struct store *base, const char *order_id, int64_t now_ms)
 {
     int64_t deleted = 0;
-    int err = run_count(pgs(base), S_DLQ_DELETE, order_id, 0, "delete dead letter", &deleted);
+    int err = run_count(pgs(base), S_DLQ_DELETE, order_id, now_ms, "delete dead letter", &deleted);
     return err == STORE_OK && deleted == 0 ? STORE_ENOTFOUND : err;
 }
 

@@ -2,13 +2,16 @@
  * store_sqlite.c — the embedded backend of store.h: orders, the queue and the
  * dead letters in one SQLite file in WAL mode.
  *
- * SCHEMA (user_version 2; migrate() brings older files up to it)
+ * SCHEMA (user_version 3; migrate() brings older files up to it)
  *
  *   orders(order_id PK, customer_id, items, status, attempts, created_at,
- *          processed_at, last_error, traceparent)
+ *          processed_at, last_error, traceparent, redrives, redriven_at,
+ *          previous_attempts, previous_error, discarded_at)
  *       One row per accepted order, written in the same transaction as its
- *       queue message. status is 'queued' | 'completed' | 'dead_lettered';
- *       "processing" is derived: a queued order whose message holds a live lease.
+ *       queue message. status is 'queued' | 'completed' | 'dead_lettered' |
+ *       'discarded'; "processing" is derived: a queued order whose message
+ *       holds a live lease. The last five columns are its history through
+ *       the dead-letter queue (store.h, struct store_order).
  *   queue(seq PK, order_id UNIQUE, enqueued_at, visible_at, receive_count,
  *         receipt, last_error)
  *       One row per message not yet settled. seq gives the age order.
@@ -31,7 +34,11 @@
  *   claim of a message whose receive_count already reached max_receives (its
  *                last lease expired): -> dead_letters, never delivered again.
  *   release (drain)     leased -> visible now, receive_count -= 1.
- *   redrive      dead_letters -> visible, receive_count 0, order queued again.
+ *   redrive      dead_letters -> visible, receive_count 0, order queued again;
+ *                the order's attempts and last_error move to previous_attempts
+ *                and previous_error, redrives += 1, redriven_at = now.
+ *   delete       dead_letters -> gone; the order becomes 'discarded' with
+ *                discarded_at = now, its attempts and last_error kept.
  *
  * INVARIANTS
  *   - An order_id is in at most one of queue and dead_letters.
@@ -71,7 +78,7 @@
 #include "store_int.h"
 #include "wal_checkpointer.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 static const char schema_v1[] =
     "CREATE TABLE orders ("
@@ -128,6 +135,23 @@ static const char status_check_v1[] = "CHECK (status IN ('queued','completed','d
 static const char status_check_v2[] =
     "CHECK (status = 'queued' OR status = 'completed' OR status = 'dead_lettered')";
 
+/*
+ * Version 3: an order keeps its history through the dead-letter queue
+ * (store.h): five columns added by ALTER TABLE (which rewrites no row), and
+ * the status 'discarded' for a dead letter an operator deleted. The CHECK
+ * gains it in place as in version 2: the rule only gets looser, so every
+ * stored row still keeps to it.
+ */
+static const char status_check_v3[] =
+    "CHECK (status = 'queued' OR status = 'completed' OR status = 'dead_lettered' OR "
+    "status = 'discarded')";
+static const char history_columns_v3[] =
+    "ALTER TABLE orders ADD COLUMN redrives INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE orders ADD COLUMN redriven_at INTEGER;"
+    "ALTER TABLE orders ADD COLUMN previous_attempts INTEGER;"
+    "ALTER TABLE orders ADD COLUMN previous_error TEXT;"
+    "ALTER TABLE orders ADD COLUMN discarded_at INTEGER;";
+
 /* Statements of the writer connection, prepared once. */
 enum wstmt {
     W_BEGIN,
@@ -151,6 +175,7 @@ enum wstmt {
     W_REDRIVE_ORDER,
     W_REDRIVE_NEXT,
     W_DLQ_DELETE,
+    W_DISCARD_ORDER,
     W_IDEM_PRUNE,
     W_HEARTBEAT,
     W_COUNT
@@ -191,9 +216,13 @@ static const char *const wstmt_sql[W_COUNT] = {
                  "WHERE order_id = ?1 AND receipt = ?2",
     [W_REDRIVE_DELETE] = "DELETE FROM dead_letters WHERE order_id = ?1",
     [W_REDRIVE_QUEUE] = "INSERT INTO queue(order_id, enqueued_at, visible_at) VALUES (?1, ?2, ?2)",
-    [W_REDRIVE_ORDER] = "UPDATE orders SET status='queued', attempts=0 WHERE order_id=?1",
+    /* The right-hand sides read the row as it was: the failed run moves to previous_*. */
+    [W_REDRIVE_ORDER] = "UPDATE orders SET status='queued', redrives=redrives+1, redriven_at=?2, "
+                        "previous_attempts=attempts, previous_error=last_error, attempts=0, "
+                        "last_error=NULL WHERE order_id=?1",
     [W_REDRIVE_NEXT] = "SELECT order_id FROM dead_letters LIMIT 500",
     [W_DLQ_DELETE] = "DELETE FROM dead_letters WHERE order_id = ?1",
+    [W_DISCARD_ORDER] = "UPDATE orders SET status='discarded', discarded_at=?2 WHERE order_id=?1",
     [W_IDEM_PRUNE] = "DELETE FROM idempotency_keys WHERE created_at < ?1",
     [W_HEARTBEAT] = "INSERT INTO heartbeat(id, at) VALUES (1, ?1) "
                     "ON CONFLICT(id) DO UPDATE SET at=excluded.at",
@@ -219,7 +248,8 @@ enum rstmt {
     "CASE WHEN o.status = 'queued' AND q.receipt IS NOT NULL AND q.visible_at > ?1 "      \
     "THEN 'processing' ELSE o.status END AS st, "                                         \
     "CASE WHEN o.status = 'queued' THEN coalesce(q.receive_count, 0) ELSE o.attempts END, " \
-    "o.created_at, o.processed_at, coalesce(q.last_error, o.last_error), o.traceparent "  \
+    "o.created_at, o.processed_at, coalesce(q.last_error, o.last_error), o.traceparent, " \
+    "o.redrives, o.redriven_at, o.previous_attempts, o.previous_error, o.discarded_at "   \
     "FROM orders o LEFT JOIN queue q ON q.order_id = o.order_id "
 
 /* ?1 now, ?2 cursor (or NULL), ?3 limit, ?4 customer, ?5 stored status, ?6 shown status */
@@ -512,13 +542,18 @@ static int open_connection(const char *path, int flags, sqlite3 **out)
     return SQLITE_OK;
 }
 
-/* Inside migrate()'s transaction; see status_check_v2. */
-static int migrate_to_2(sqlite3 *db)
+/*
+ * Inside migrate()'s transaction: replaces the CHECK on orders.status in the
+ * stored CREATE TABLE text (see status_check_v2). Ends with writable_schema
+ * RESET, which also makes this connection read the schema again, so that a
+ * later step (an ALTER TABLE) works on the text as it is now.
+ */
+static int replace_status_check(sqlite3 *db, const char *from, const char *to, const char *step)
 {
     int64_t cookie = 0;
     int rc = pragma_int(db, "PRAGMA schema_version", &cookie);
     if (rc == SQLITE_OK)
-        rc = exec_sql(db, "PRAGMA writable_schema = ON", "migrate to 2");
+        rc = exec_sql(db, "PRAGMA writable_schema = ON", step);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_stmt *st = NULL;
@@ -527,26 +562,44 @@ static int migrate_to_2(sqlite3 *db)
                             "WHERE type = 'table' AND name = 'orders' AND instr(sql, ?1) > 0",
                             -1, &st, NULL);
     if (rc == SQLITE_OK) {
-        bind_text(st, 1, status_check_v1);
-        bind_text(st, 2, status_check_v2);
+        bind_text(st, 1, from);
+        bind_text(st, 2, to);
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
     }
     sqlite3_finalize(st);
     if (rc == SQLITE_OK && sqlite3_changes(db) != 1) {
-        log_error(NULL, "store: migrate to 2: the orders table is not the one of schema 1");
+        log_error(NULL, "store: %s: the orders table is not the one of the schema before", step);
         rc = SQLITE_CORRUPT;
     }
     char bump[64];
     snprintf(bump, sizeof(bump), "PRAGMA schema_version = %lld", (long long)cookie + 1);
     if (rc == SQLITE_OK)
-        rc = exec_sql(db, bump, "migrate to 2");
-    int off = exec_sql(db, "PRAGMA writable_schema = OFF", "migrate to 2");
+        rc = exec_sql(db, bump, step);
+    int off = exec_sql(db, "PRAGMA writable_schema = RESET", step);
     if (rc == SQLITE_OK)
         rc = off;
+    if (rc != SQLITE_OK && rc != SQLITE_CORRUPT)
+        log_error(NULL, "store: %s: %s", step, sqlite3_errmsg(db));
+    return rc;
+}
+
+/* Inside migrate()'s transaction; see status_check_v2. */
+static int migrate_to_2(sqlite3 *db)
+{
+    int rc = replace_status_check(db, status_check_v1, status_check_v2, "migrate to 2");
     if (rc == SQLITE_OK)
         rc = exec_sql(db, "PRAGMA user_version = 2", "migrate to 2");
-    if (rc != SQLITE_OK && rc != SQLITE_CORRUPT)
-        log_error(NULL, "store: migrate to 2: %s", sqlite3_errmsg(db));
+    return rc;
+}
+
+/* Inside migrate()'s transaction; see status_check_v3. */
+static int migrate_to_3(sqlite3 *db)
+{
+    int rc = exec_sql(db, history_columns_v3, "migrate to 3");
+    if (rc == SQLITE_OK)
+        rc = replace_status_check(db, status_check_v2, status_check_v3, "migrate to 3");
+    if (rc == SQLITE_OK)
+        rc = exec_sql(db, "PRAGMA user_version = 3", "migrate to 3");
     return rc;
 }
 
@@ -566,15 +619,17 @@ static int migrate(sqlite3 *db)
         rc = exec_sql(db, schema_v1, "migrate to 1");
         if (rc == SQLITE_OK)
             rc = exec_sql(db, "PRAGMA user_version = 1", "migrate");
-        if (rc == SQLITE_OK)
-            log_info(NULL, "store: created schema version %d", SCHEMA_VERSION);
     }
-    if (rc == SQLITE_OK && version < 2) {
+    if (rc == SQLITE_OK && version < 2)
         rc = migrate_to_2(db);
-        if (rc == SQLITE_OK && version == 1)
-            log_info(NULL, "store: migrated the database from schema version 1 to 2");
-    }
-    /* Later versions: if (version < 3) { ... } — each step in this transaction. */
+    if (rc == SQLITE_OK && version < 3)
+        rc = migrate_to_3(db);
+    /* Later versions: if (version < 4) { ... } — each step in this transaction. */
+    if (rc == SQLITE_OK && version < 1)
+        log_info(NULL, "store: created schema version %d", SCHEMA_VERSION);
+    else if (rc == SQLITE_OK && version < SCHEMA_VERSION)
+        log_info(NULL, "store: migrated the database from schema version %lld to %d",
+                 (long long)version, SCHEMA_VERSION);
     if (rc == SQLITE_OK)
         return exec_sql(db, "COMMIT", "migrate");
     exec_sql(db, "ROLLBACK", "migrate");
@@ -981,7 +1036,8 @@ fail_all:
 
 static const char *status_constant(const unsigned char *s)
 {
-    static const char *const names[] = {"queued", "processing", "completed", "dead_lettered"};
+    static const char *const names[] = {"queued", "processing", "completed", "dead_lettered",
+                                        "discarded"};
     for (size_t i = 0; s != NULL && i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp((const char *)s, names[i]) == 0)
             return names[i];
@@ -1001,8 +1057,15 @@ static int read_order_row(sqlite3_stmt *st, struct store_order *o)
     if (sqlite3_column_type(st, 7) != SQLITE_NULL)
         o->last_error = dup_column(st, 7);
     copy_column(st, 8, o->traceparent, sizeof(o->traceparent));
+    o->redrives = (uint32_t)sqlite3_column_int64(st, 9);
+    o->redriven_at_ms = sqlite3_column_int64(st, 10);
+    o->previous_attempts = (uint32_t)sqlite3_column_int64(st, 11);
+    if (sqlite3_column_type(st, 12) != SQLITE_NULL)
+        o->previous_error = dup_column(st, 12);
+    o->discarded_at_ms = sqlite3_column_int64(st, 13);
     if (o->customer_id == NULL || o->items_json == NULL ||
-        (sqlite3_column_type(st, 7) != SQLITE_NULL && o->last_error == NULL)) {
+        (sqlite3_column_type(st, 7) != SQLITE_NULL && o->last_error == NULL) ||
+        (sqlite3_column_type(st, 12) != SQLITE_NULL && o->previous_error == NULL)) {
         store_order_clear(o);
         return STORE_ENOMEM;
     }
@@ -1051,7 +1114,7 @@ static int sq_list_orders(struct store *base, const struct store_order_filter *f
                           struct store_order **out, size_t *n)
 {
     struct sq_store *s = sq(base);
-    assert(f->limit >= 1 && f->limit <= HTTP_LIST_LIMIT_MAX);
+    assert(f->limit >= 1 && f->limit <= STORE_LIST_LIMIT_MAX);
     struct store_order *rows = calloc(f->limit, sizeof(*rows));
     if (rows == NULL)
         return STORE_ENOMEM;
@@ -1483,7 +1546,7 @@ static int sq_list_dead_letters(struct store *base, const char *before_id, size_
                                 struct store_dead_letter **out, size_t *n)
 {
     struct sq_store *s = sq(base);
-    assert(limit >= 1 && limit <= HTTP_LIST_LIMIT_MAX);
+    assert(limit >= 1 && limit <= STORE_LIST_LIMIT_MAX);
     struct store_dead_letter *rows = calloc(limit, sizeof(*rows));
     if (rows == NULL)
         return STORE_ENOMEM;
@@ -1539,6 +1602,7 @@ static int redrive_one(struct sq_store *s, const char *order_id, int64_t now_ms)
         return rc;
     st = wstmt(s, W_REDRIVE_ORDER);
     bind_text(st, 1, order_id);
+    sqlite3_bind_int64(st, 2, now_ms);
     return exec_stmt(st);
 }
 
@@ -1550,7 +1614,7 @@ static int sq_redrive(struct store *base, const char *order_id, int64_t now_ms)
         return err;
     int rc = redrive_one(s, order_id, now_ms);
     if (rc == SQLITE_NOTFOUND) {
-        txn_abort(s, SQLITE_OK, NULL);
+        txn_abort(s, SQLITE_OK, "redrive");
         return STORE_ENOTFOUND;
     }
     if (rc != SQLITE_OK)
@@ -1611,25 +1675,41 @@ static int sq_redrive_all(struct store *base, int64_t now_ms, uint64_t *moved)
     return err;
 }
 
-static int sq_delete_dead_letter(struct store *base, const char *order_id)
+/* Inside a transaction: dead letter -> gone, order discarded. SQLITE_NOTFOUND when absent. */
+static int discard_one(struct sq_store *s, const char *order_id, int64_t now_ms)
+{
+    sqlite3_stmt *st = wstmt(s, W_DLQ_DELETE);
+    bind_text(st, 1, order_id);
+    int rc = exec_stmt(st);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (sqlite3_changes(s->writer) == 0)
+        return SQLITE_NOTFOUND;
+    st = wstmt(s, W_DISCARD_ORDER);
+    bind_text(st, 1, order_id);
+    sqlite3_bind_int64(st, 2, now_ms);
+    return exec_stmt(st);
+}
+
+static int sq_delete_dead_letter(struct store *base, const char *order_id, int64_t now_ms)
 {
     struct sq_store *s = sq(base);
     int err = txn_begin(s, false, "delete dead letter");
     if (err != STORE_OK)
         return err;
-    sqlite3_stmt *st = wstmt(s, W_DLQ_DELETE);
-    bind_text(st, 1, order_id);
-    int rc = exec_stmt(st);
+    int rc = discard_one(s, order_id, now_ms);
+    if (rc == SQLITE_NOTFOUND) {
+        txn_abort(s, SQLITE_OK, "delete dead letter");
+        return STORE_ENOTFOUND;
+    }
     if (rc != SQLITE_OK)
         return txn_abort(s, rc, "delete dead letter");
-    bool found = sqlite3_changes(s->writer) > 0;
     err = txn_commit_hold(s, "delete dead letter commit");
     if (err != STORE_OK)
         return err;
-    if (found)
-        atomic_fetch_sub(&s->dlq_depth, 1);
+    atomic_fetch_sub(&s->dlq_depth, 1);
     writer_unlock(s);
-    return found ? STORE_OK : STORE_ENOTFOUND;
+    return STORE_OK;
 }
 
 /* ---- maintenance ------------------------------------------------------- */

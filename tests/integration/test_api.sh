@@ -73,6 +73,12 @@ test_post_accepted_then_completed() {
     assert_eq "$(json_raw attempts)" 1 "attempts once completed"
     assert_match "$(json_str processed_at)" "$TIME_RE" "processed_at once completed"
     assert_eq "$(json_raw last_error)" null "last_error once completed"
+    # its history through the dead-letter queue: none
+    assert_eq "$(json_raw redrives)" 0 "redrives of an order never dead-lettered"
+    local f
+    for f in redriven_at previous_attempts previous_error discarded_at; do
+        assert_eq "$(json_raw "$f")" null "$f of an order never dead-lettered"
+    done
 }
 
 test_validation_customer_id() {
@@ -135,6 +141,22 @@ test_validation_reports_every_field() {
     assert_contains "$fields" "items[0].item" "errors"
     assert_contains "$fields" "items[0].quantity" "errors"
     assert_contains "$fields" bogus "errors"
+}
+
+# A \u0000 is valid JSON that orderd refuses: in its own words, not the JSON
+# library's ("not allowed without JSON_ALLOW_NUL").
+test_nul_character_refused_in_plain_words() {
+    local body
+    for body in '{"customer_id":"A\u0000B","items":[{"item":"x","quantity":1}]}' \
+        '{"customer_id":"A","items":[{"item":"\u0000","quantity":1}]}'; do
+        post_json "$body"
+        assert_status 400
+        assert_eq "$(header Content-Type)" application/problem+json "content type of the 400"
+        assert_contains "$BODY" 'the body contains a NUL character (\\u0000), which is not allowed' \
+            "problem for a NUL character"
+        assert_not_contains "$BODY" JSON_ "problem for a NUL character"
+        assert_not_contains "$BODY" jansson "problem for a NUL character"
+    done
 }
 
 test_malformed_json() {
@@ -320,6 +342,36 @@ test_list_newest_first_and_paging() {
     [[ $(wc -l <"$T/all") -le $total ]] || fail "paged list has more orders than the database"
 }
 
+# A page that ends exactly at the last order has no next_cursor: a client
+# never follows a cursor to an empty page.
+test_list_exactly_limit_rows_left() {
+    local cust i
+    cust=$(fresh_customer exact)
+    : >"$T/posted"
+    for ((i = 0; i < 6; i++)); do
+        post_order "$cust"
+        echo "$ORDER_ID" >>"$T/posted"
+    done
+    http GET "/orders?customer_id=$cust&limit=6"
+    assert_status 200
+    assert_eq "$(json_all order_id | wc -l)" 6 "orders on a page of limit=6"
+    assert_eq "$(json_raw next_cursor)" null "next_cursor when exactly limit orders are left"
+    http GET "/orders?customer_id=$cust&limit=3"
+    assert_status 200
+    local cursor
+    cursor=$(json_str next_cursor)
+    assert_ne "$cursor" "" "next_cursor when more than limit orders are left"
+    http GET "/orders?customer_id=$cust&limit=3&cursor=$cursor"
+    assert_status 200
+    assert_eq "$(json_all order_id | tr '\n' ' ')" "$(head -n 3 "$T/posted" | tac | tr '\n' ' ')" \
+        "the last page"
+    assert_eq "$(json_raw next_cursor)" null "next_cursor of a last page that is full"
+    http GET "/orders?customer_id=$cust&limit=5"
+    assert_status 200
+    assert_eq "$(json_all order_id | wc -l)" 5 "orders on a page of limit=5 out of 6"
+    assert_ne "$(json_str next_cursor)" "" "next_cursor when one order is left"
+}
+
 test_list_filters() {
     local cust other
     cust=$(fresh_customer filt)
@@ -373,6 +425,8 @@ customer_id= customer_id
 bogus=1 bogus
 EOF
     http GET "/orders?limit=500"
+    assert_status 200
+    http GET "/orders?status=discarded"
     assert_status 200
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_threaded_processing.sh — workers and fulfilment_command (SPEC "Queue
 # semantics"): success, retries with backoff, dead letters, the admin DLQ
-# (list, redrive one, redrive all, delete), timeouts that kill the whole
+# (list, redrive one, redrive all, delete; the history each leaves on the
+# order and the audit line in the log), timeouts that kill the whole
 # process group, and the processing metrics. Several workers run commands at
 # once here, so this file also runs under ThreadSanitizer.
 # shellcheck disable=SC2016  # the fulfilment scripts are single-quoted on purpose
@@ -120,6 +121,26 @@ exit 0')
     stop_orderd
 }
 
+# log_line_with TEXT... — the first line of the daemon's log that holds every TEXT.
+log_line_with() {
+    local line part ok
+    while IFS= read -r line; do
+        ok=1
+        for part in "$@"; do
+            [[ $line == *"$part"* ]] || ok=0
+        done
+        ((ok)) && { printf '%s\n' "$line"; return 0; }
+    done <"$D_LOG"
+    return 0
+}
+
+# assert_logged WHAT TEXT... — the daemon logged one line holding every TEXT.
+assert_logged() {
+    local what=$1
+    shift
+    [[ -n $(log_line_with "$@") ]] || fail "$what: no line of the log holds: $*"
+}
+
 # dlq_ids [QUERY] — every order_id of GET /admin/dlq, following next_cursor.
 dlq_ids() {
     local query=${1:-} cursor="" pages=0 out=$T/dlq.$BASHPID
@@ -194,6 +215,17 @@ exit 3')
     assert_contains "$(header Allow)" POST "Allow of /admin/dlq/redrive"
     dlq_ids limit=1 >"$T/paged"
     assert_eq "$(sort "$T/paged" | tr '\n' ' ')" "$(printf '%s\n' "$a" "$b" "$c" | sort | tr '\n' ' ')" "GET /admin/dlq paged by 1"
+    # a page that ends at the last dead letter has no next_cursor
+    http GET "/admin/dlq?limit=3"
+    assert_eq "$(json_all order_id | wc -l)" 3 "dead letters on a page of limit=3"
+    assert_eq "$(json_raw next_cursor)" null "next_cursor of /admin/dlq?limit=3 with 3 dead letters"
+    http GET "/admin/dlq?limit=2"
+    local cursor
+    cursor=$(json_str next_cursor)
+    assert_ne "$cursor" "" "next_cursor of /admin/dlq?limit=2 with 3 dead letters"
+    http GET "/admin/dlq?limit=2&cursor=$cursor"
+    assert_eq "$(json_all order_id | wc -l)" 1 "dead letters on the last page"
+    assert_eq "$(json_raw next_cursor)" null "next_cursor of the last page of /admin/dlq"
 
     # redrive one, now that the command succeeds
     touch "$T/flag"
@@ -202,6 +234,17 @@ exit 3')
     assert_eq "$(json_str order_id)" "$a" "order_id of a redrive"
     assert_eq "$(json_str status)" queued "status of a redrive"
     wait_until 20 "redriven order completed" order_is "$a" completed
+    assert_logged "redrive of $a" "INFO admin: dead letter redriven by key=(auth off) client=127.0.0.1 " \
+        "order_id=$a"
+    # the run that ended in the dead-letter queue stays readable
+    http GET "/orders/$a"
+    assert_eq "$(json_raw attempts)" 1 "attempts of the run after the redrive"
+    assert_eq "$(json_raw last_error)" null "last_error of the run after the redrive"
+    assert_eq "$(json_raw redrives)" 1 "redrives"
+    assert_match "$(json_str redriven_at)" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T' "redriven_at"
+    assert_eq "$(json_raw previous_attempts)" 3 "previous_attempts"
+    assert_contains "$(json_str previous_error)" "card declined for $a" "previous_error"
+    assert_eq "$(json_raw discarded_at)" null "discarded_at of a redriven order"
     assert_eq "$(dlq_ids | sort | tr '\n' ' ')" "$(printf '%s\n' "$b" "$c" | sort | tr '\n' ' ')" "dead letters after one redrive"
     http POST "/admin/dlq/$a/redrive"
     assert_status 404
@@ -215,12 +258,26 @@ exit 3')
     http DELETE "/admin/dlq/$c"
     assert_status 404
     assert_metric orderd_dlq_depth 1 "orderd_dlq_depth after a delete"
+    assert_logged "delete of $c" "INFO admin: dead letter deleted (order discarded) by key=(auth off) client=127.0.0.1 " \
+        "order_id=$c"
+    # no longer a dead letter, and the order says so
+    http GET "/orders/$c"
+    assert_eq "$(json_str status)" discarded "status after DELETE /admin/dlq/{id}"
+    assert_match "$(json_str discarded_at)" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T' "discarded_at"
+    assert_eq "$(json_raw attempts)" 3 "attempts of a discarded order"
+    assert_contains "$(json_str last_error)" "card declined for $c" "last_error of a discarded order"
+    http GET "/orders?status=discarded"
+    assert_status 200
+    assert_eq "$(json_all order_id | tr '\n' ' ')" "$c " "GET /orders?status=discarded"
+    http GET "/orders?status=dead_lettered"
+    assert_eq "$(json_all order_id | tr '\n' ' ')" "$b " "GET /orders?status=dead_lettered"
 
     # redrive the rest
     http POST /admin/dlq/redrive
     assert_status 200
     assert_eq "$(json_raw redriven)" 1 "redriven"
     wait_until 20 "order completed after redrive all" order_is "$b" completed
+    assert_logged "redrive all" "INFO admin: all dead letters redriven: 1 by key=(auth off) client=127.0.0.1"
     assert_eq "$(dlq_ids | wc -l)" 0 "dead letters after redrive all"
     assert_metric orderd_dlq_depth 0 "orderd_dlq_depth at the end"
     assert_metric orderd_orders_processed_total 2 "orderd_orders_processed_total at the end"
@@ -228,6 +285,58 @@ exit 3')
     assert_status 200
     assert_eq "$(json_raw redriven)" 0 "redriven of an empty DLQ"
     stop_orderd
+}
+
+# With API keys the audit lines name the key (never the secret) and the client.
+test_admin_actions_logged_with_the_key_name() {
+    local cmd
+    cmd=$(script fail.sh '
+cat >/dev/null
+echo "out of stock for $ORDER_ID" >&2
+exit 4')
+    local admin_secret=adm-secret-$RANDOM$RANDOM writer_secret=wr-secret-$RANDOM$RANDOM
+    {
+        echo "writer orders:write,orders:read $(printf '%s' "$writer_secret" | "$TEST_ORDERD_BIN" hash-key)"
+        echo "ops-admin admin $(printf '%s' "$admin_secret" | "$TEST_ORDERD_BIN" hash-key)"
+    } >"$T/keys"
+    chmod 600 "$T/keys"
+    start_orderd queue.max_receives=1 "auth.keys_file=$T/keys" "workers.fulfilment_command=$cmd"
+    local writer=(-H "Authorization: Bearer $writer_secret") admin=(-H "Authorization: Bearer $admin_secret")
+    local ids=() i
+    for i in 1 2 3; do
+        post_order "C-audit-$i" "${writer[@]}"
+        ids+=("$ORDER_ID")
+    done
+    wait_until 30 "3 dead letters" eval '[[ $(dlq_ids_as_admin | wc -l) == 3 ]]'
+
+    http POST "/admin/dlq/${ids[0]}/redrive" "${admin[@]}"
+    assert_status 200
+    assert_logged "redrive" "INFO admin: dead letter redriven by key=ops-admin client=127.0.0.1 " \
+        "order_id=${ids[0]}"
+    http DELETE "/admin/dlq/${ids[1]}" "${admin[@]}"
+    assert_status 204
+    assert_logged "delete" "INFO admin: dead letter deleted (order discarded) by key=ops-admin client=127.0.0.1 " \
+        "order_id=${ids[1]}"
+    http GET "/orders/${ids[1]}" "${writer[@]}"
+    assert_eq "$(json_str status)" discarded "status of a deleted dead letter"
+    # a refused action changes nothing and is not an action
+    http POST /admin/dlq/redrive "${writer[@]}"
+    assert_status 403
+    wait_until 30 "the redriven order dead-lettered again" eval '[[ $(dlq_ids_as_admin | wc -l) == 2 ]]'
+    http POST /admin/dlq/redrive "${admin[@]}"
+    assert_status 200
+    assert_eq "$(json_raw redriven)" 2 "redriven"
+    assert_logged "redrive all" "INFO admin: all dead letters redriven: 2 by key=ops-admin client=127.0.0.1"
+    assert_eq "$(grep -c 'INFO admin: ' "$D_LOG")" 3 "admin lines in the log"
+    assert_not_contains "$(cat "$D_LOG")" "$admin_secret" "the log (the admin key's secret)"
+    stop_orderd
+}
+
+# dlq_ids_as_admin — dlq_ids with the admin key of the case above.
+dlq_ids_as_admin() {
+    local out=$T/dlqa.$BASHPID
+    req "$out" GET "/admin/dlq?limit=500" -H "Authorization: Bearer $admin_secret"
+    json_all order_id "$out.body"
 }
 
 test_timeout_kills_process_group() {

@@ -2,13 +2,15 @@
 # tests/ops/run.sh — operations tests against the real binary: online
 # backup while serving, restore, and reload with SIGHUP (log level, broken
 # file, settings that need a restart, rate limits and keys when built in,
-# no request dropped).
+# no request dropped), and the package step of make run and make test
+# waiting for another apt or dpkg (root only, skipped otherwise).
 #
 #   TEST_ORDERD_BIN=/abs/build/orderd tests/ops/run.sh [TEST...]
 #
 # Each test runs in its own process (`run.sh --one NAME`) under a time
 # limit, with its own temp dir, and ends every process it started. Prints
-# `ok NAME` / `FAIL NAME: why` per test, then `N passed, M failed`.
+# `ok NAME` / `FAIL NAME: why` per test (a test that exits 77 is skipped),
+# then `N passed, M failed`.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,6 +30,8 @@ TESTS=(
     reload-drops-no-request
     reload-rate-limit
     reload-keys
+    apt-install-waits-for-dpkg-lock
+    apt-update-waits-for-lists-lock
 )
 
 fail() {
@@ -306,6 +310,92 @@ keys_file = $T/keys"
     [[ $(http_code GET /orders -H "Authorization: Bearer $a") == 401 ]] || fail "key alpha still accepted after the reload"
     [[ $(http_code GET /healthz) == 200 ]] || fail "/healthz asks for a key"
     daemon_stop || fail "the daemon did not stop cleanly"
+}
+
+# ---- packages: make run and make test wait for another apt (issue 17) --------
+# build-aux/apt-install-missing.sh with DEPS_FORCE=1 on curl (installed: a
+# no-op for apt, but it takes the same locks) while another process holds a
+# lock the way apt and dpkg do. The package lists, caches and auto/manual
+# marks are scratch ones (empty sources: no network, the machine's apt state
+# untouched); dpkg's database and its locks are the machine's own.
+
+skip() {
+    echo "$*"
+    exit 77
+}
+
+apt_case_ready() {
+    [[ $(id -u) -eq 0 ]] || skip "needs root (takes the dpkg lock of the machine)"
+    command -v apt-get >/dev/null || skip "no apt-get"
+    command -v python3 >/dev/null || skip "no python3 to hold an fcntl lock"
+    dpkg-query -W -f='${Status}\n' curl 2>/dev/null | grep -q '^install ok installed' ||
+        skip "curl is not installed as a Debian package"
+    mkdir -p "$T/apt/lists/partial" "$T/apt/cache/archives/partial" "$T/apt/sources.list.d" ||
+        fail "cannot make the scratch apt directories"
+    : >"$T/apt/sources.list"
+    printf 'Dir::State::Lists "%s";\nDir::State::extended_states "%s";\nDir::Cache "%s";\nDir::Etc::SourceList "%s";\nDir::Etc::SourceParts "%s";\n' \
+        "$T/apt/lists" "$T/apt/extended_states" "$T/apt/cache" "$T/apt/sources.list" \
+        "$T/apt/sources.list.d" >"$T/apt/apt.conf"
+}
+
+# hold_lock FILE SECONDS: holds an fcntl write lock on FILE (F_SETLK, as apt
+# and dpkg take theirs, not flock) for SECONDS in the background; sets
+# HOLDER_PID, skips the test when another process keeps the lock for 30 s.
+hold_lock() {
+    rm -f "$T/held"
+    python3 -c '
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o640)
+end = time.monotonic() + 30
+while True:
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        break
+    except OSError:
+        if time.monotonic() > end:
+            sys.exit(3)
+        time.sleep(0.1)
+open(sys.argv[2], "w").close()
+time.sleep(float(sys.argv[3]))
+' "$1" "$T/held" "$2" &
+    HOLDER_PID=$!
+    OPS_PIDS+=("$HOLDER_PID")
+    wait_for 35 held_or_gone || fail "the lock holder did not start"
+    [[ -e $T/held ]] || skip "another process has held $1 for 30 s"
+}
+
+held_or_gone() { [[ -e $T/held ]] || proc_gone "$HOLDER_PID"; }
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# apt_install_while_locked LOCKFILE: the install step while LOCKFILE is held 3 s.
+apt_install_while_locked() {
+    hold_lock "$1" 3
+    local start rc=0 took
+    start=$(now_ms)
+    APT_CONFIG=$T/apt/apt.conf DEPS_FORCE=1 APT_LOCK_TIMEOUT=60 SUDO='' \
+        timeout -k 5 90 bash "$ROOT/build-aux/apt-install-missing.sh" curl >"$T/apt.log" 2>&1 || rc=$?
+    took=$(($(now_ms) - start))
+    wait "$HOLDER_PID" || true
+    grep -v 'Reading database' "$T/apt.log" | sed 's/^/  | /' | tail -n 15
+    [[ $rc -eq 0 ]] || fail "the install step exited $rc after $took ms while $1 was held 3 s"
+    log_has "$T/apt.log" "deps: installing: curl" || fail "no 'deps: installing: curl' line"
+    log_has "$T/apt.log" "deps: waiting for $1, held by process $HOLDER_PID" ||
+        fail "no 'deps: waiting for $1, held by process $HOLDER_PID' line"
+    log_has "$T/apt.log" "deps: installed: curl" || fail "no 'deps: installed: curl' line"
+    [[ $took -ge 2000 ]] || fail "done in $took ms: it did not wait for the lock"
+    echo "waited for $1 and succeeded in $took ms"
+}
+
+t_apt_install_waits_for_dpkg_lock() {
+    apt_case_ready
+    apt_install_while_locked /var/lib/dpkg/lock-frontend
+}
+
+# apt-get update ignores DPkg::Lock::Timeout (apt 2.6): the script waits itself.
+t_apt_update_waits_for_lists_lock() {
+    apt_case_ready
+    apt_install_while_locked "$T/apt/lists/lock"
 }
 
 # ---- runner -------------------------------------------------------------------

@@ -2,7 +2,8 @@
 # tests/ops/static.sh — static checks of what an operator installs: the
 # systemd unit (verify, sandbox exposure), sysusers.d/tmpfiles.d, every
 # example config, the man pages, docs/openapi.yaml (OpenAPI 3.1 schema and
-# every served route documented) and make install/uninstall.
+# every served route documented), make install/uninstall, shellcheck of the
+# scripts, and `npx --yes` in every documented npx command.
 #
 # Run by `make test-static` after `make`. Uses build/orderd, or
 # TEST_ORDERD_BIN. Prints `ok NAME` / `FAIL NAME: why` per check, then
@@ -274,8 +275,27 @@ check_install_uninstall() {
 
 check_shellcheck() {
     command -v shellcheck >/dev/null || { echo "shellcheck is not installed"; return 1; }
-    # every shell script of the tree: tests, bench, CI
-    shellcheck -x "$ROOT"/tests/*/*.sh "$ROOT"/bench/*.sh "$ROOT"/.ci/run
+    # every shell script of the tree: tests, bench, build helpers, CI
+    shellcheck -x "$ROOT"/tests/*/*.sh "$ROOT"/bench/*.sh "$ROOT"/build-aux/*.sh "$ROOT"/.ci/run
+}
+
+# npx lines that do not say --yes right after npx, in PATH... (directories
+# too): without a terminal npx stops at its install prompt ("npx canceled due
+# to missing packages and no YES option"), so a documented command must not.
+npx_without_yes() {
+    grep -rIHnE '(^|[^[:alnum:]_./-])npx[[:space:]]' "$@" |
+        grep -vE '(^|[^[:alnum:]_./-])npx[[:space:]]+--yes([[:space:]]|$)' || true
+}
+
+# Every npx command in README.md, docs/, tests/*.yml and bench/ runs unattended.
+check_npx_yes() {
+    local bad
+    [[ -f $ROOT/README.md && -d $ROOT/docs ]] || { echo "no README.md or docs/ to read"; return 1; }
+    bad=$(npx_without_yes "$ROOT/README.md" "$ROOT/docs" "$ROOT"/tests/*.yml "$ROOT/bench")
+    [[ -z $bad ]] || { printf '%s\n' "${bad//"$ROOT"\//}"; echo "npx without --yes (it prompts)"; return 1; }
+    # and the check can fail: the README's line before issue 17
+    echo "npx artillery@2 run tests/load-test.yml     # terminal 2" >"$WORK/npx.md"
+    [[ -n $(npx_without_yes "$WORK/npx.md") ]] || { echo "'npx artillery@2 run' was not caught"; return 1; }
 }
 
 check binary check_binary
@@ -290,6 +310,7 @@ check openapi check_openapi
 check openapi-route-check-can-fail check_openapi_catches_missing_route
 check install-uninstall check_install_uninstall
 check shellcheck check_shellcheck
+check npx-yes check_npx_yes
 
 [[ -f $WORK/exposure ]] && echo "# unit $(cat "$WORK/exposure") (at most $MAX_EXPOSURE)"
 if [[ $skipped -gt 0 ]]; then

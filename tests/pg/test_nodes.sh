@@ -205,7 +205,7 @@ test_nodes_start_together_migrate_once() {
         [[ -s $T/ctl.$i ]] || fail "node $i did not start"
         ctls+=("$(<"$T/ctl.$i")")
     done
-    assert_eq "$(sql 'select count(*), max(version) from schema_version')" "1|1" "schema_version rows"
+    assert_eq "$(sql 'select count(*), max(version) from schema_version')" "1|2" "schema_version rows"
     local created
     created=$(cat "${ctls[0]}/stderr.log" "${ctls[1]}/stderr.log" "${ctls[2]}/stderr.log" |
         grep -c 'created postgres schema version' || true)

@@ -174,7 +174,7 @@ START_TEST(open_creates_schema)
              text, sizeof(text));
     ck_assert_str_eq(text, "dead_letters,heartbeat,idempotency_keys,orders,queue,queue_stats,"
                            "schema_version");
-    ck_assert_int_eq(sql_int("SELECT version FROM schema_version"), 1);
+    ck_assert_int_eq(sql_int("SELECT version FROM schema_version"), 2);
     ck_assert_int_eq(sql_int("SELECT count(*) FROM queue_stats"), STORE_PG_STATS_SLOTS);
     /* ULIDs sort and page the same whatever the database's locale. */
     sql_text("SELECT collation_name FROM information_schema.columns WHERE table_name = 'orders' "
@@ -194,7 +194,7 @@ START_TEST(open_refuses_newer_schema)
 {
     store_close(st);
     st = NULL;
-    sql_exec("UPDATE schema_version SET version = 2");
+    sql_exec("UPDATE schema_version SET version = 3");
     struct store_options o = pg_opts(dsn());
     struct store *s2 = NULL;
     ck_assert_int_eq(store_open(&o, &s2), STORE_EOPEN);
@@ -384,7 +384,8 @@ static void *mixed_main(void *p)
             atomic_fetch_add(&a->failures, 1);
         if (n > 2 && round % 2 == 0 && store_redrive(a->s, m[2].order_id, ids_now_ms()) != STORE_OK)
             atomic_fetch_add(&a->failures, 1);
-        if (n > 5 && round % 2 == 1 && store_delete_dead_letter(a->s, m[5].order_id) != STORE_OK)
+        if (n > 5 && round % 2 == 1 &&
+            store_delete_dead_letter(a->s, m[5].order_id, ids_now_ms()) != STORE_OK)
             atomic_fetch_add(&a->failures, 1);
         for (size_t i = 0; i < n; i++)
             store_message_clear(&m[i]);

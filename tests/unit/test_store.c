@@ -2,7 +2,8 @@
  * test_store.c — the SQLite store against the state machine written at the top
  * of src/store_sqlite.c: schema and open, intake (max_depth, idempotency), the
  * derived order status, claim / settle / release with fencing receipts, dead
- * letters and redrive, backup, counters, and a full disk (STORE_EUNAVAILABLE).
+ * letters, redrive and delete with the history they leave on the order,
+ * schema upgrades, backup, counters, and a full disk (STORE_EUNAVAILABLE).
  *
  * Time is driven through the now_ms arguments from T0.
  *
@@ -328,9 +329,6 @@ static void get_ok(const char *id, int64_t now, struct store_order *o)
     ck_assert_int_eq(store_get_order(st, id, now, o), STORE_OK);
 }
 
-/* last_error not checked: what a redriven order shows is not specified. */
-static const char ANY_ERROR[] = "(any)";
-
 /* The status, attempts and last error the API would show for id at now. */
 static void assert_order_state(const char *id, int64_t now, const char *status, uint32_t attempts,
                                const char *last_error)
@@ -340,8 +338,29 @@ static void assert_order_state(const char *id, int64_t now, const char *status, 
     ck_assert_str_eq(o.order_id, id);
     ck_assert_str_eq(o.status, status);
     ck_assert_uint_eq(o.attempts, attempts);
-    if (last_error != ANY_ERROR)
-        ck_assert_pstr_eq(o.last_error, last_error);
+    ck_assert_pstr_eq(o.last_error, last_error);
+    store_order_clear(&o);
+}
+
+/* The order's history through the dead-letter queue (store.h, struct store_order). */
+struct history {
+    uint32_t redrives;
+    int64_t redriven_at_ms;
+    uint32_t previous_attempts;
+    const char *previous_error;
+    int64_t discarded_at_ms;
+};
+
+static void assert_history(const char *id, int64_t now, struct history want)
+{
+    struct store_order o;
+    get_ok(id, now, &o);
+    ck_assert_uint_eq(o.redrives, want.redrives);
+    ck_assert_int_eq(o.redriven_at_ms, want.redriven_at_ms);
+    if (want.redrives > 0)
+        ck_assert_uint_eq(o.previous_attempts, want.previous_attempts);
+    ck_assert_pstr_eq(o.previous_error, want.previous_error);
+    ck_assert_int_eq(o.discarded_at_ms, want.discarded_at_ms);
     store_order_clear(&o);
 }
 
@@ -390,7 +409,7 @@ static void list_digits(const struct store_order_filter *f, int64_t now,
     size_t n = 999;
     ck_assert_int_eq(store_list_orders(st, f, now, &rows, &n), STORE_OK);
     ck_assert_uint_le(n, f->limit);
-    const char *ids[HTTP_LIST_LIMIT_MAX];
+    const char *ids[STORE_LIST_LIMIT_MAX];
     for (size_t i = 0; i < n; i++)
         ids[i] = rows[i].order_id;
     ids_to_digits(ids, n, text, ntext, out, size);
@@ -404,7 +423,7 @@ static void dlq_digits(const char *before_id, size_t limit, const struct order_t
     size_t n = 999;
     ck_assert_int_eq(store_list_dead_letters(st, before_id, limit, &rows, &n), STORE_OK);
     ck_assert_uint_le(n, limit);
-    const char *ids[HTTP_LIST_LIMIT_MAX];
+    const char *ids[STORE_LIST_LIMIT_MAX];
     for (size_t i = 0; i < n; i++)
         ids[i] = rows[i].order_id;
     ids_to_digits(ids, n, text, ntext, out, size);
@@ -464,7 +483,7 @@ START_TEST(open_creates_schema_and_private_file)
     snprintf(wal, sizeof(wal), "%s-wal", dbpath);
     if (access(wal, F_OK) == 0)
         ck_assert_uint_eq(file_mode(wal), 0600);
-    ck_assert_int_eq(sql_int(dbpath, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(sql_int(dbpath, "PRAGMA user_version"), 3);
     sql_text(dbpath, "PRAGMA journal_mode", tables, sizeof(tables));
     ck_assert_str_eq(tables, "wal");
     sql_text(dbpath,
@@ -503,7 +522,7 @@ START_TEST(reopen_keeps_data_and_counts)
     ck_assert_int_eq(s.oldest_enqueued_at_ms, T0 + 2);
     ck_assert_int_eq(sql_int(dbpath, pg_dsn() ? "SELECT version FROM schema_version"
                                               : "PRAGMA user_version"),
-                     pg_dsn() ? 1 : 2);
+                     pg_dsn() ? 2 : 3);
     assert_order_state(b.text[0].id, T0 + 30, "dead_lettered", 1, "bad");
     for (size_t i = 1; i < b.n; i++)
         assert_order_state(b.text[i].id, T0 + 30, "queued", 0, NULL);
@@ -560,7 +579,8 @@ static const char schema_v1_of_0_1_0[] =
     " VALUES ('01J00000000000000000000001', 1700000000001, 1700000000001);"
     "PRAGMA user_version = 1;";
 
-/* Schema 1 -> 2 (src/store_sqlite.c: migrate_to_2) keeps rows and the rule, in place. */
+/* Schema 1 -> 2 -> 3 (src/store_sqlite.c: migrate_to_2, migrate_to_3) keeps rows and the
+ * rule, in place. */
 START_TEST(open_migrates_schema_1)
 {
     SQLITE_ONLY();
@@ -575,9 +595,10 @@ START_TEST(open_migrates_schema_1)
     sqlite3_close(db);
 
     open_store_at(old, &st);
-    ck_assert_int_eq(sql_int(old, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(sql_int(old, "PRAGMA user_version"), 3);
     ck_assert_int_eq(sql_int(old, "SELECT instr(sql, 'status IN') = 0 AND "
-                                  "instr(sql, 'status = ''queued'' OR') > 0 "
+                                  "instr(sql, 'status = ''queued'' OR') > 0 AND "
+                                  "instr(sql, 'status = ''discarded''') > 0 "
                                   "FROM sqlite_schema WHERE name = 'orders'"),
                      1);
     ck_assert_int_eq(sql_int(old, "SELECT count(*) FROM pragma_integrity_check "
@@ -605,8 +626,157 @@ START_TEST(open_migrates_schema_1)
     /* Opening again migrates nothing more. */
     store_close(st);
     open_store_at(old, &st);
-    ck_assert_int_eq(sql_int(old, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(sql_int(old, "PRAGMA user_version"), 3);
     assert_order_state(id, T0 + 30, "completed", 1, NULL);
+}
+END_TEST
+
+/* Schema 2 as orderd made it before schema 3: schema 1's text with migrate_to_2's CHECK. */
+static const char schema_1_to_2[] =
+    "PRAGMA writable_schema = ON;"
+    "UPDATE sqlite_schema SET sql = replace(sql,"
+    "  'CHECK (status IN (''queued'',''completed'',''dead_lettered''))',"
+    "  'CHECK (status = ''queued'' OR status = ''completed'' OR status = ''dead_lettered'')')"
+    "  WHERE name = 'orders';"
+    "PRAGMA writable_schema = OFF;"
+    "PRAGMA user_version = 2;";
+
+/* The PostgreSQL schema 1 (src/store_pg.c, schema_v1 before version 2), word for word. */
+static const char pg_schema_1[] =
+    "CREATE TABLE orders ("
+    "  order_id text COLLATE \"C\" PRIMARY KEY,"
+    "  customer_id text COLLATE \"C\" NOT NULL,"
+    "  items text NOT NULL,"
+    "  status text NOT NULL CHECK (status IN ('queued','completed','dead_lettered')),"
+    "  attempts integer NOT NULL DEFAULT 0,"
+    "  created_at bigint NOT NULL,"
+    "  processed_at bigint,"
+    "  last_error text,"
+    "  traceparent text NOT NULL"
+    ");"
+    "CREATE INDEX orders_by_customer ON orders (customer_id, order_id);"
+    "CREATE INDEX orders_by_status ON orders (status, order_id);"
+    "CREATE TABLE queue ("
+    "  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  order_id text COLLATE \"C\" NOT NULL UNIQUE,"
+    "  enqueued_at bigint NOT NULL,"
+    "  visible_at bigint NOT NULL,"
+    "  receive_count integer NOT NULL DEFAULT 0,"
+    "  receipt bigint,"
+    "  last_error text"
+    ") WITH (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_threshold = 1000);"
+    "CREATE INDEX queue_by_visible ON queue (visible_at);"
+    "CREATE TABLE dead_letters ("
+    "  order_id text COLLATE \"C\" PRIMARY KEY,"
+    "  attempts integer NOT NULL,"
+    "  last_error text,"
+    "  enqueued_at bigint NOT NULL,"
+    "  dead_lettered_at bigint NOT NULL"
+    ");"
+    "CREATE TABLE idempotency_keys ("
+    "  key text COLLATE \"C\" PRIMARY KEY,"
+    "  request text NOT NULL,"
+    "  response text NOT NULL,"
+    "  order_id text COLLATE \"C\" NOT NULL,"
+    "  created_at bigint NOT NULL"
+    ");"
+    "CREATE INDEX idempotency_by_age ON idempotency_keys (created_at);"
+    "CREATE TABLE heartbeat (id integer PRIMARY KEY, at bigint NOT NULL);"
+    "CREATE TABLE queue_stats ("
+    "  slot integer PRIMARY KEY,"
+    "  queue bigint NOT NULL DEFAULT 0,"
+    "  dlq bigint NOT NULL DEFAULT 0"
+    ") WITH (fillfactor = 50, autovacuum_vacuum_scale_factor = 0,"
+    "        autovacuum_vacuum_threshold = 1000);"
+    "INSERT INTO queue_stats (slot) SELECT generate_series(0, 127);"
+    "CREATE TABLE schema_version (version integer NOT NULL);"
+    "INSERT INTO schema_version VALUES (1);"
+    "UPDATE queue_stats SET dlq = 2 WHERE slot = 0;";
+
+/* Two dead letters in a database of the schema before the history (both backends). */
+#define OLD_DEAD_1 "01J00000000000000000000002"
+#define OLD_DEAD_2 "01J00000000000000000000003"
+static const char old_dead_letters[] =
+    "INSERT INTO orders(order_id, customer_id, items, status, attempts, created_at, last_error,"
+    " traceparent) VALUES"
+    " ('" OLD_DEAD_1 "', 'old', '[{\"item\":\"w\",\"quantity\":1}]', 'dead_lettered', 3,"
+    "  1700000000002, 'boom', '00-0123456789abcdef0123456789abcdef-0123456789abcdef-01'),"
+    " ('" OLD_DEAD_2 "', 'old', '[{\"item\":\"w\",\"quantity\":2}]', 'dead_lettered', 3,"
+    "  1700000000003, 'bang', '00-0123456789abcdef0123456789abcdef-0123456789abcdef-01');"
+    "INSERT INTO dead_letters(order_id, attempts, last_error, enqueued_at, dead_lettered_at)"
+    " VALUES ('" OLD_DEAD_1 "', 3, 'boom', 1700000000002, 1700000000100),"
+    " ('" OLD_DEAD_2 "', 3, 'bang', 1700000000003, 1700000000100);";
+
+/* Makes the old database (SQLite: schema from_version 1 or 2; PostgreSQL: 1) at path. */
+static void make_old_database(const char *path, int from_version)
+{
+    if (pg_dsn()) {
+        char none[8];
+        psql_line("SET client_min_messages = warning; DROP SCHEMA IF EXISTS public CASCADE; "
+                  "CREATE SCHEMA public",
+                  none, sizeof(none));
+        psql_line(pg_schema_1, none, sizeof(none));
+        psql_line(old_dead_letters, none, sizeof(none));
+        return;
+    }
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, schema_v1_of_0_1_0, NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, old_dead_letters, NULL, NULL, NULL), SQLITE_OK);
+    if (from_version == 2)
+        ck_assert_int_eq(sqlite3_exec(db, schema_1_to_2, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* An existing database upgrades in place: its dead letters open with an empty history,
+ * and a redrive and a delete then write one (SQLite from schema 1 and 2, PostgreSQL 1). */
+START_TEST(open_upgrades_dead_letters_to_history)
+{
+    int from_version = 1 + _i;
+    if (pg_dsn() && from_version > 1) {
+        fprintf(stderr, "store: %s from schema %d SKIPPED on postgres\n", __func__, from_version);
+        return;
+    }
+    store_close(st);
+    st = NULL;
+    char old[1200];
+    snprintf(old, sizeof(old), "%s/old.db", dir);
+    make_old_database(old, from_version);
+
+    open_store_at(old, &st);
+    ck_assert_int_eq(sql_int(old, pg_dsn() ? "SELECT version FROM schema_version"
+                                           : "PRAGMA user_version"),
+                     pg_dsn() ? 2 : 3);
+    ck_assert_uint_eq(stats().dlq_depth, 2);
+    assert_order_state(OLD_DEAD_1, T0 + 500, "dead_lettered", 3, "boom");
+    assert_history(OLD_DEAD_1, T0 + 500, (struct history){0});
+    char got[16];
+    struct order_text old_text[2];
+    memset(old_text, 0, sizeof(old_text));
+    snprintf(old_text[0].id, sizeof(old_text[0].id), "%s", OLD_DEAD_1);
+    snprintf(old_text[1].id, sizeof(old_text[1].id), "%s", OLD_DEAD_2);
+    dlq_digits(NULL, 10, old_text, 2, got, sizeof(got));
+    ck_assert_str_eq(got, "21");
+
+    ck_assert_int_eq(store_redrive(st, OLD_DEAD_1, T0 + 1000), STORE_OK);
+    assert_order_state(OLD_DEAD_1, T0 + 1000, "queued", 0, NULL);
+    assert_history(OLD_DEAD_1, T0 + 1000, (struct history){1, T0 + 1000, 3, "boom", 0});
+    ck_assert_int_eq(store_delete_dead_letter(st, OLD_DEAD_2, T0 + 1100), STORE_OK);
+    assert_order_state(OLD_DEAD_2, T0 + 1100, "discarded", 3, "bang");
+    assert_history(OLD_DEAD_2, T0 + 1100, (struct history){.discarded_at_ms = T0 + 1100});
+    struct store_order_filter f = {.status = "discarded", .limit = 10};
+    list_digits(&f, T0 + 1100, old_text, 2, got, sizeof(got));
+    ck_assert_str_eq(got, "2");
+
+    /* Opening again migrates nothing more and keeps what was written. */
+    store_close(st);
+    open_store_at(old, &st);
+    assert_history(OLD_DEAD_1, T0 + 1200, (struct history){1, T0 + 1000, 3, "boom", 0});
+    assert_order_state(OLD_DEAD_2, T0 + 1200, "discarded", 3, "bang");
+    ck_assert_uint_eq(stats().dlq_depth, 0);
+    /* SQLite's old file also holds schema 1's queued order. */
+    ck_assert_uint_eq(stats().queue_depth, pg_dsn() ? 1 : 2);
 }
 END_TEST
 
@@ -617,7 +787,7 @@ START_TEST(open_refuses_newer_schema)
     st = NULL;
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
 
     struct store_options opts = {.path = dbpath, .durability = DURABILITY_FULL};
@@ -1055,6 +1225,13 @@ START_TEST(list_orders_newest_first_with_cursor)
     f = (struct store_order_filter){.limit = HTTP_LIST_LIMIT_MAX};
     list_digits(&f, T0 + 100, b.text, b.n, got, sizeof(got));
     ck_assert_str_eq(got, "7654321");
+    /* A page and one row more (the API's test for a next page). */
+    f.limit = STORE_LIST_LIMIT_MAX;
+    list_digits(&f, T0 + 100, b.text, b.n, got, sizeof(got));
+    ck_assert_str_eq(got, "7654321");
+    f.limit = 4;
+    list_digits(&f, T0 + 100, b.text, b.n, got, sizeof(got));
+    ck_assert_str_eq(got, "7654");
     f.limit = 1;
     list_digits(&f, T0 + 100, b.text, b.n, got, sizeof(got));
     ck_assert_str_eq(got, "7");
@@ -1569,6 +1746,8 @@ START_TEST(list_dead_letters_pages)
     ck_assert_str_eq(got, "");
     dlq_digits(NULL, HTTP_LIST_LIMIT_MAX, b.text, b.n, got, sizeof(got));
     ck_assert_str_eq(got, "54321");
+    dlq_digits(NULL, STORE_LIST_LIMIT_MAX, b.text, b.n, got, sizeof(got));
+    ck_assert_str_eq(got, "54321");
     batch_free(&b);
 }
 END_TEST
@@ -1585,11 +1764,10 @@ START_TEST(redrive_one_requeues)
     ck_assert_uint_eq(s.queue_depth, 1);
     ck_assert_uint_eq(s.dlq_depth, 1);
     ck_assert_int_eq(s.oldest_enqueued_at_ms, T0 + 200);
-    struct store_order o;
-    get_ok(b.text[0].id, T0 + 200, &o);
-    ck_assert_str_eq(o.status, "queued");
-    ck_assert_uint_eq(o.attempts, 0);
-    store_order_clear(&o);
+    /* A new run starts; the one that failed stays readable. */
+    assert_order_state(b.text[0].id, T0 + 200, "queued", 0, NULL);
+    assert_history(b.text[0].id, T0 + 200, (struct history){1, T0 + 200, 1, "bad", 0});
+    assert_history(b.text[1].id, T0 + 200, (struct history){0});
     ck_assert_int_eq(sql_int(dbpath, "SELECT receive_count FROM queue"), 0);
     char got[16];
     dlq_digits(NULL, 10, b.text, b.n, got, sizeof(got));
@@ -1633,8 +1811,13 @@ START_TEST(redrive_all_moves_every_batch)
     ck_assert_int_eq(sql_int(dbpath, "SELECT count(*) FROM queue WHERE receive_count = 0"), N);
     ck_assert_int_eq(sql_int(dbpath, "SELECT count(*) FROM dead_letters"), 0);
     ck_assert_int_eq(sql_int(dbpath, "SELECT count(*) FROM orders WHERE status = 'queued'"), N);
-    assert_order_state(b.text[0].id, T0 + 6000, "queued", 0, ANY_ERROR);
-    assert_order_state(b.text[N - 1].id, T0 + 6000, "queued", 0, ANY_ERROR);
+    assert_order_state(b.text[0].id, T0 + 6000, "queued", 0, NULL);
+    assert_order_state(b.text[N - 1].id, T0 + 6000, "queued", 0, NULL);
+    assert_history(b.text[0].id, T0 + 6000, (struct history){1, T0 + 6000, 1, "bad", 0});
+    assert_history(b.text[N - 1].id, T0 + 6000, (struct history){1, T0 + 6000, 1, "bad", 0});
+    ck_assert_int_eq(sql_int(dbpath, "SELECT count(*) FROM orders WHERE redrives = 1 AND "
+                                     "previous_error = 'bad' AND last_error IS NULL"),
+                     N);
 
     ck_assert_int_eq(store_redrive_all(st, T0 + 7000, &moved), STORE_OK);
     ck_assert_uint_eq(moved, 0);
@@ -1645,19 +1828,103 @@ END_TEST
 
 START_TEST(delete_dead_letter_discards_it)
 {
-    struct order_text t;
+    struct order_text t, queued;
     enqueue_one(&t, T0, "alice");
     ck_assert_uint_eq(dead_letter_all(T0 + 100, "bad"), 1);
-    ck_assert_int_eq(store_delete_dead_letter(st, t.id), STORE_OK);
+    enqueue_one(&queued, T0 + 110, "bob");
+    ck_assert_int_eq(store_delete_dead_letter(st, t.id, T0 + 150), STORE_OK);
     struct store_stats s = stats();
     ck_assert_uint_eq(s.dlq_depth, 0);
-    ck_assert_uint_eq(s.queue_depth, 0);
+    ck_assert_uint_eq(s.queue_depth, 1);
     ck_assert_int_eq(sql_int(dbpath, "SELECT count(*) FROM dead_letters"), 0);
-    assert_order_state(t.id, T0 + 200, "dead_lettered", 1, "bad");
+    /* No longer a dead letter, and it says so: discarded, when, after what. */
+    assert_order_state(t.id, T0 + 200, "discarded", 1, "bad");
+    assert_history(t.id, T0 + 200, (struct history){.discarded_at_ms = T0 + 150});
 
-    ck_assert_int_eq(store_delete_dead_letter(st, t.id), STORE_ENOTFOUND);
+    ck_assert_int_eq(store_delete_dead_letter(st, t.id, T0 + 300), STORE_ENOTFOUND);
     ck_assert_int_eq(store_redrive(st, t.id, T0 + 300), STORE_ENOTFOUND);
-    ck_assert_uint_eq(stats().dlq_depth, 0);
+    assert_history(t.id, T0 + 300, (struct history){.discarded_at_ms = T0 + 150});
+    /* Only a dead letter can be discarded. */
+    ck_assert_int_eq(store_delete_dead_letter(st, queued.id, T0 + 300), STORE_ENOTFOUND);
+    ck_assert_int_eq(store_delete_dead_letter(st, "01ARZ3NDEKTSV4RRFFQ69G5FAV", T0 + 300),
+                     STORE_ENOTFOUND);
+    assert_order_state(queued.id, T0 + 300, "queued", 0, NULL);
+    assert_history(queued.id, T0 + 300, (struct history){0});
+    s = stats();
+    ck_assert_uint_eq(s.dlq_depth, 0);
+    ck_assert_uint_eq(s.queue_depth, 1);
+}
+END_TEST
+
+/* Two failed runs and a success: each redrive keeps the run before it. */
+START_TEST(redrive_keeps_the_failed_run)
+{
+    struct order_text t;
+    struct store_message m[WORKER_BATCH_MAX];
+    enqueue_one(&t, T0, "alice");
+    ck_assert_uint_eq(claim(T0 + 10, 1000, 5, 1, m, NULL), 1);
+    ck_assert_int_eq(settle1(t.id, m[0].receipt, STORE_OUTCOME_RETRY, "flaky", T0 + 20, 1,
+                             T0 + 11),
+                     STORE_OK);
+    messages_clear(m, 1);
+    ck_assert_uint_eq(claim(T0 + 20, 1000, 5, 1, m, NULL), 1);
+    ck_assert_int_eq(settle1(t.id, m[0].receipt, STORE_OUTCOME_DEAD_LETTER, "declined", 0, 2,
+                             T0 + 21),
+                     STORE_OK);
+    messages_clear(m, 1);
+    assert_order_state(t.id, T0 + 30, "dead_lettered", 2, "declined");
+
+    ck_assert_int_eq(store_redrive(st, t.id, T0 + 100), STORE_OK);
+    assert_order_state(t.id, T0 + 100, "queued", 0, NULL);
+    assert_history(t.id, T0 + 100, (struct history){1, T0 + 100, 2, "declined", 0});
+
+    /* The second run fails at once; it is now the last error, the first stays previous. */
+    ck_assert_uint_eq(claim(T0 + 100, 1000, 5, 1, m, NULL), 1);
+    ck_assert_uint_eq(m[0].receive_count, 1);
+    assert_order_state(t.id, T0 + 101, "processing", 1, NULL);
+    ck_assert_int_eq(settle1(t.id, m[0].receipt, STORE_OUTCOME_DEAD_LETTER, "still declined", 0,
+                             1, T0 + 110),
+                     STORE_OK);
+    messages_clear(m, 1);
+    assert_order_state(t.id, T0 + 120, "dead_lettered", 1, "still declined");
+    assert_history(t.id, T0 + 120, (struct history){1, T0 + 100, 2, "declined", 0});
+
+    /* Redriven again, then completed: the history is the last failed run's. */
+    ck_assert_int_eq(store_redrive(st, t.id, T0 + 200), STORE_OK);
+    assert_history(t.id, T0 + 200, (struct history){2, T0 + 200, 1, "still declined", 0});
+    ck_assert_uint_eq(claim(T0 + 200, 1000, 5, 1, m, NULL), 1);
+    ck_assert_int_eq(settle1(t.id, m[0].receipt, STORE_OUTCOME_COMPLETED, NULL, 0, 1, T0 + 210),
+                     STORE_OK);
+    messages_clear(m, 1);
+    assert_order_state(t.id, T0 + 300, "completed", 1, NULL);
+    assert_history(t.id, T0 + 300, (struct history){2, T0 + 200, 1, "still declined", 0});
+}
+END_TEST
+
+/* status=discarded lists the deleted dead letters, and only those. */
+START_TEST(list_orders_filters_discarded)
+{
+    struct batch b;
+    batch_make(&b, 4, T0 + 1, "alice");
+    batch_commit(&b);
+    ck_assert_uint_eq(dead_letter_all(T0 + 100, "bad"), 4);
+    ck_assert_int_eq(store_delete_dead_letter(st, b.text[1].id, T0 + 200), STORE_OK);
+    ck_assert_int_eq(store_delete_dead_letter(st, b.text[3].id, T0 + 200), STORE_OK);
+    ck_assert_int_eq(store_redrive(st, b.text[0].id, T0 + 200), STORE_OK);
+    char got[16];
+    struct store_order_filter f = {.status = "discarded", .limit = 10};
+    list_digits(&f, T0 + 300, b.text, b.n, got, sizeof(got));
+    ck_assert_str_eq(got, "42");
+    f.customer_id = "alice";
+    list_digits(&f, T0 + 300, b.text, b.n, got, sizeof(got));
+    ck_assert_str_eq(got, "42");
+    f = (struct store_order_filter){.status = "dead_lettered", .limit = 10};
+    list_digits(&f, T0 + 300, b.text, b.n, got, sizeof(got));
+    ck_assert_str_eq(got, "3");
+    f.status = "queued";
+    list_digits(&f, T0 + 300, b.text, b.n, got, sizeof(got));
+    ck_assert_str_eq(got, "1");
+    batch_free(&b);
 }
 END_TEST
 
@@ -1684,7 +1951,7 @@ START_TEST(backup_copies_and_refuses_existing_destination)
     snprintf(dest, sizeof(dest), "%s/backup.db", dir);
     ck_assert_int_eq(store_backup(dbpath, dest), STORE_OK);
     ck_assert_uint_eq(file_mode(dest), 0600);
-    ck_assert_int_eq(sql_int(dest, "PRAGMA user_version"), 2);
+    ck_assert_int_eq(sql_int(dest, "PRAGMA user_version"), 3);
     char mode[16];
     sql_text(dest, "PRAGMA journal_mode", mode, sizeof(mode));
     ck_assert_str_eq(mode, "delete");
@@ -1728,7 +1995,8 @@ START_TEST(backup_copies_and_refuses_existing_destination)
     ck_assert_uint_eq(s.queue_depth, 1);
     ck_assert_uint_eq(s.dlq_depth, 2);
     assert_order_state(b.text[0].id, T0 + 300, "dead_lettered", 1, "bad");
-    assert_order_state(b.text[1].id, T0 + 300, "queued", 0, ANY_ERROR);
+    assert_order_state(b.text[1].id, T0 + 300, "queued", 0, NULL);
+    assert_history(b.text[1].id, T0 + 300, (struct history){1, T0 + 200, 1, "bad", 0});
     assert_order_state(b.text[2].id, T0 + 300, "dead_lettered", 1, "bad");
     batch_free(&b);
 }
@@ -1916,6 +2184,7 @@ Suite *suite_store(void)
     tcase_add_test(tc, reopen_keeps_data_and_counts);
     tcase_add_test(tc, sync_deferred_only_for_sqlite_full);
     tcase_add_test(tc, open_migrates_schema_1);
+    tcase_add_loop_test(tc, open_upgrades_dead_letters_to_history, 0, 2);
     tcase_add_test(tc, open_refuses_newer_schema);
     tcase_add_test(tc, open_refuses_non_database);
     tcase_add_test(tc, open_fails_without_directory);
@@ -1941,6 +2210,7 @@ Suite *suite_store(void)
     tcase_add_test(tc, list_orders_newest_first_with_cursor);
     tcase_add_loop_test(tc, list_orders_filters, 0, N_OF(filter_cases));
     tcase_add_test(tc, list_orders_shows_states);
+    tcase_add_test(tc, list_orders_filters_discarded);
     tcase_add_test(tc, stats_oldest_enqueued_at);
     suite_add_tcase(s, tc);
 
@@ -1964,6 +2234,7 @@ Suite *suite_store(void)
     tcase_add_test(tc, redrive_one_requeues);
     tcase_add_test(tc, redrive_all_moves_every_batch);
     tcase_add_test(tc, delete_dead_letter_discards_it);
+    tcase_add_test(tc, redrive_keeps_the_failed_run);
     suite_add_tcase(s, tc);
 
     tc = tcase_new("maintenance", make_root);

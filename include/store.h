@@ -139,6 +139,7 @@ struct store_order {
     uint32_t previous_attempts;   /* attempts before the last redrive (redrives > 0) */
     char *previous_error;         /* last error before the last redrive; NULL = none */
     int64_t discarded_at_ms;      /* status discarded: when; else 0 */
+    char *fulfilment_result;      /* JSON the fulfilment service answered; NULL = none */
 };
 void store_order_clear(struct store_order *o);
 
@@ -222,6 +223,8 @@ struct store_settlement {
     int64_t receipt;
     enum store_outcome outcome;
     const char *error;            /* RETRY / DEAD_LETTER: why; bounded by the caller */
+    const char *result_json;      /* COMPLETED: the fulfilment's JSON answer, or NULL;
+                                   * at most FULFILMENT_RESULT_MAX bytes */
     int64_t visible_at_ms;        /* RETRY: when to deliver again */
     uint32_t attempts;            /* receive count of this delivery */
     int result;                   /* out: STORE_OK or STORE_ESTALE */

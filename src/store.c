@@ -183,6 +183,7 @@ void store_order_clear(struct store_order *o)
     free(o->items_json);
     free(o->last_error);
     free(o->previous_error);
+    free(o->fulfilment_result);
     memset(o, 0, sizeof(*o));
 }
 

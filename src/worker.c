@@ -302,12 +302,15 @@ static void count_outcomes(struct workers *w, const struct verdict *v, size_t n)
     }
 }
 
-/* Settles n verdicts; on failure the leases run out and the messages come again. */
-void workers_settle(struct workers *w, struct verdict *v, size_t n)
+/* Settles n <= WORKER_BATCH_MAX verdicts in one transaction. */
+static void settle_chunk(struct workers *w, struct verdict *v, size_t n)
 {
     struct store_settlement items[WORKER_BATCH_MAX];
-    for (size_t i = 0; i < n; i++)
+    assert(n <= WORKER_BATCH_MAX);
+    for (size_t i = 0; i < n; i++) {
         items[i] = v[i].settlement;
+        items[i].result_json = v[i].result_json;
+    }
     int err = store_settle(w->store, items, n, ids_now_ms());
     if (err != STORE_OK) {
         log_error(NULL, "worker: cannot settle %zu messages: %s; they will be delivered again",
@@ -321,6 +324,14 @@ void workers_settle(struct workers *w, struct verdict *v, size_t n)
         free(v[i].result_json);
         v[i].result_json = NULL;
     }
+}
+
+/* Settles n verdicts, WORKER_BATCH_MAX to a transaction; on failure the leases
+ * run out and the messages come again. */
+void workers_settle(struct workers *w, struct verdict *v, size_t n)
+{
+    for (size_t done = 0; done < n; done += WORKER_BATCH_MAX)
+        settle_chunk(w, v + done, n - done < WORKER_BATCH_MAX ? n - done : WORKER_BATCH_MAX);
 }
 
 static void process_batch(struct workers *w, struct store_message *msgs, size_t n,

@@ -71,7 +71,8 @@ bool verdict_begin(const struct store_message *m, struct trace_context *span, st
 void verdict_conclude(struct workers *w, const struct store_message *m, int result,
                       int64_t retry_after_ms, char *result_json, struct verdict *v);
 
-/* Settles n verdicts in one transaction, counts and logs them, frees their results. */
+/* Settles n verdicts (WORKER_BATCH_MAX to a transaction), counts and logs them,
+ * frees their results. */
 void workers_settle(struct workers *w, struct verdict *v, size_t n);
 
 /* The order as a fulfilment sees it (the JSON of GET /orders/{id}, plus attempt). */

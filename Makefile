@@ -26,13 +26,14 @@ VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 # --- dependencies: the one place that knows which Debian packages we need ---
 DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libsqlite3-dev \
-             libjansson-dev libuv1-dev libinih-dev libgnutls28-dev libpq-dev check
+             libjansson-dev libuv1-dev libinih-dev libgnutls28-dev libpq-dev \
+             libcurl4-gnutls-dev check
 DEB_TEST  := curl sqlite3 clang libclang-rt-14-dev systemd util-linux procps e2fsprogs \
              prometheus prometheus-alertmanager groff-base man-db nodejs shellcheck \
-             chromium openssl postgresql strace
+             chromium openssl postgresql strace jq python3
 DEB_BENCH := wrk nginx-light
 
-PKGS := libmicrohttpd sqlite3 jansson libuv inih gnutls libpq
+PKGS := libmicrohttpd sqlite3 jansson libuv inih gnutls libpq libcurl
 CC ?= cc
 CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \

@@ -63,6 +63,12 @@
 #define WORKER_HANDOFF_MAX 1024     /* messages delivered in memory, not yet taken */
 #define WORKER_POLL_MS 200          /* busy with deliveries: ask the store this often */
 #define FULFILMENT_STDERR_MAX 4096
+#define FULFILMENT_ERROR_MAX (FULFILMENT_STDERR_MAX + 128) /* last_error of one attempt */
+#define FULFILMENT_RESULT_MAX 4096   /* a fulfilment service's JSON answer kept per order */
+#define FULFILMENT_RESPONSE_MAX (64 * 1024) /* body read from it at most; more aborts */
+#define FULFILMENT_HEADERS_MAX (16 * 1024)  /* its answer's headers, all together */
+#define FULFILMENT_EXCERPT_MAX 512   /* of an error answer's body, in last_error */
+#define FULFILMENT_CONCURRENCY_MAX 4096 /* fulfilment_concurrency at most */
 
 /* Config. */
 #define CONFIG_ERRORS_MAX 64

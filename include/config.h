@@ -56,7 +56,11 @@ struct config {
     /* [workers] */
     uint32_t worker_count;        /* default 2 */
     char *fulfilment_command;     /* NULL when unset */
+    char *fulfilment_url;         /* NULL when unset; excludes fulfilment_command */
+    char *fulfilment_secret_file; /* whsec_ secrets that sign requests; NULL: unsigned */
+    char *fulfilment_ca_file;     /* CA bundle for https; NULL: the system's */
     uint64_t fulfilment_timeout_ms; /* default 10s */
+    uint32_t fulfilment_concurrency; /* in flight per node, default 64 */
     /* [limits] */
     double rate;                  /* requests/s per client; 0 = off */
     uint32_t burst;               /* 0 = off */
@@ -124,9 +128,9 @@ void config_key_error(const struct config *cfg, const char *section, const char 
 
 /*
  * Adds to warns (reset first) every valid setting that works against another,
- * each placed at the key to change: today a visibility_timeout not longer than
- * fulfilment_timeout while a fulfilment_command is set (a slow command loses
- * its lease and runs again). A warning never stops orderd.
+ * each placed at the key to change: today more worker threads than
+ * fulfilment_concurrency while a fulfilment is set (the threads beyond it
+ * would run none). A warning never stops orderd.
  */
 void config_warnings(const struct config *cfg, struct config_errors *warns);
 

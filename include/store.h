@@ -139,6 +139,7 @@ struct store_order {
     uint32_t previous_attempts;   /* attempts before the last redrive (redrives > 0) */
     char *previous_error;         /* last error before the last redrive; NULL = none */
     int64_t discarded_at_ms;      /* status discarded: when; else 0 */
+    char *fulfilment_result;      /* JSON the fulfilment service answered; NULL = none */
 };
 void store_order_clear(struct store_order *o);
 
@@ -222,6 +223,8 @@ struct store_settlement {
     int64_t receipt;
     enum store_outcome outcome;
     const char *error;            /* RETRY / DEAD_LETTER: why; bounded by the caller */
+    const char *result_json;      /* COMPLETED: the fulfilment's JSON answer, or NULL;
+                                   * at most FULFILMENT_RESULT_MAX bytes */
     int64_t visible_at_ms;        /* RETRY: when to deliver again */
     uint32_t attempts;            /* receive count of this delivery */
     int result;                   /* out: STORE_OK or STORE_ESTALE */
@@ -232,6 +235,21 @@ int store_settle(struct store *s, struct store_settlement *items, size_t n, int6
 
 /* Makes messages under these receipts visible at now_ms and gives back the receive (drain). */
 int store_release(struct store *s, const struct store_message *msgs, size_t n, int64_t now_ms);
+
+/* One lease to renew: the message as delivered under receipt. */
+struct store_lease {
+    const char *order_id;
+    int64_t receipt;
+    int result;                   /* out: STORE_OK, or STORE_ESTALE (another delivery owns it) */
+};
+
+/*
+ * Renews leases while their work goes on (as SQS's ChangeMessageVisibility):
+ * each message still under its receipt stays invisible until at least
+ * now_ms + lease_ms. One transaction; read each result.
+ */
+int store_extend_leases(struct store *s, struct store_lease *items, size_t n, int64_t now_ms,
+                        int64_t lease_ms);
 
 /*
  * When the next message becomes visible; STORE_ENOTFOUND when the queue is

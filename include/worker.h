@@ -30,13 +30,19 @@ struct worker_options {
     uint32_t max_receives;
     uint64_t backoff_base_ms;
     uint64_t backoff_max_ms;
-    const char *fulfilment_command;   /* NULL: persisting is the whole processing */
+    /* At most one of command and URL; neither: persisting is the whole processing. */
+    const char *fulfilment_command;
+    const char *fulfilment_url;       /* POST each order there (fulfilment_http.h) */
+    const char *fulfilment_ca_file;   /* NULL: the system's CAs */
+    const char *fulfilment_secret_file; /* NULL: requests are not signed (webhook.h) */
     uint64_t fulfilment_timeout_ms;
+    uint32_t fulfilment_concurrency;  /* in flight per node, shared by the threads */
 };
 
 struct workers;
 
-/* Starts opts->count threads. 0, -EINVAL (bad command line), -ENOMEM or -errno. */
+/* Starts opts->count threads. 0, -EINVAL (bad command line or secrets file,
+ * command and URL both set), -ENOMEM or -errno. */
 int workers_start(struct store *store, struct metrics *metrics, const struct worker_options *opts,
                   struct workers **out);
 

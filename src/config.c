@@ -49,7 +49,6 @@
 #define GOT_MAX 60            /* bytes of a bad value quoted back in a message */
 #define ENV_PREFIX "ORDERD_"
 #define COMMENT_PREFIXES ";#" /* at line start, and inline after whitespace */
-#define LEASE_ROOM_MS (5 * MS_PER_S) /* a lease's suggested room over fulfilment_timeout */
 
 #define DEFAULT_LISTEN "127.0.0.1:8080"
 #define DEFAULT_LISTEN_HOST "127.0.0.1"
@@ -107,7 +106,12 @@ static const struct key_def key_defs[] = {
     KEY("queue", "max_depth", KT_U64, max_depth, 1, 1000000000),
     KEY("workers", "count", KT_U32, worker_count, 1, WORKER_COUNT_MAX),
     KEY("workers", "fulfilment_command", KT_STRING, fulfilment_command, 0, 0),
+    KEY("workers", "fulfilment_url", KT_STRING, fulfilment_url, 0, 0),
+    KEY("workers", "fulfilment_secret_file", KT_STRING, fulfilment_secret_file, 0, 0),
+    KEY("workers", "fulfilment_ca_file", KT_STRING, fulfilment_ca_file, 0, 0),
     KEY("workers", "fulfilment_timeout", KT_DURATION, fulfilment_timeout_ms, 100, MS_PER_H),
+    KEY("workers", "fulfilment_concurrency", KT_U32, fulfilment_concurrency, 1,
+        FULFILMENT_CONCURRENCY_MAX),
     KEY("limits", "rate", KT_RATE, rate, 0, RATE_MAX),
     KEY("limits", "burst", KT_U32, burst, 0, 1000000),
     KEY("auth", "keys_file", KT_STRING, keys_file, 0, 0),
@@ -1056,6 +1060,39 @@ __attribute__((format(printf, 4, 5))) static void cross_report(struct parser *p,
     report(p, &p->keys[blame].origin, &key_defs[blame], "%s", msg);
 }
 
+/* An http:// or https:// URL with a host: what fulfilment_url may be. */
+static bool http_url(const char *u)
+{
+    size_t scheme = strncmp(u, "http://", 7) == 0 ? 7 : strncmp(u, "https://", 8) == 0 ? 8 : 0;
+    if (scheme == 0 || u[scheme] == '\0' || u[scheme] == '/')
+        return false;
+    for (const char *c = u; *c; c++)
+        if ((unsigned char)*c <= ' ' || *c == 0x7f)
+            return false;
+    return true;
+}
+
+static void check_fulfilment(struct parser *p)
+{
+    const struct config *cfg = p->cfg;
+    int url = key_index("workers", "fulfilment_url");
+
+    if (cfg->fulfilment_url && cfg->fulfilment_command)
+        cross_report(p, key_index("workers", "fulfilment_command"), url,
+                     "fulfilment_command and fulfilment_url exclude each other: set one");
+    if (cfg->fulfilment_url && !p->keys[url].bad && !http_url(cfg->fulfilment_url))
+        report(p, &p->keys[url].origin, &key_defs[url],
+               "'%s' is not an http:// or https:// URL with a host", cfg->fulfilment_url);
+    if (cfg->fulfilment_url == NULL) {
+        if (cfg->fulfilment_secret_file)
+            cross_report(p, url, key_index("workers", "fulfilment_secret_file"),
+                         "fulfilment_secret_file signs HTTP fulfilment: set fulfilment_url");
+        if (cfg->fulfilment_ca_file)
+            cross_report(p, url, key_index("workers", "fulfilment_ca_file"),
+                         "fulfilment_ca_file verifies HTTP fulfilment: set fulfilment_url");
+    }
+}
+
 static void cross_check(struct parser *p)
 {
     const struct config *cfg = p->cfg;
@@ -1073,6 +1110,7 @@ static void cross_check(struct parser *p)
         cross_report(p, key_index("queue", "backoff_base"), key_index("queue", "backoff_max"),
                      "backoff_max (%s) must be at least backoff_base (%s)", max, base);
     }
+    check_fulfilment(p);
     if (cfg->rate > 0 && cfg->burst < 1)
         cross_report(p, key_index("limits", "rate"), key_index("limits", "burst"),
                      "burst must be at least 1 when rate is above 0 (rate = %g)", cfg->rate);
@@ -1104,6 +1142,7 @@ int config_init(struct config *cfg)
     cfg->max_depth = 1000000;
     cfg->worker_count = 2;
     cfg->fulfilment_timeout_ms = 10 * MS_PER_S;
+    cfg->fulfilment_concurrency = 64;
     cfg->rate = 0;
     cfg->burst = 0;
     cfg->log_level = LOG_LEVEL_INFO;
@@ -1139,6 +1178,9 @@ void config_free(struct config *cfg)
     str_release(&cfg->storage_path, false);
     str_release(&cfg->dsn, true);
     str_release(&cfg->fulfilment_command, false);
+    str_release(&cfg->fulfilment_url, false);
+    str_release(&cfg->fulfilment_secret_file, false);
+    str_release(&cfg->fulfilment_ca_file, false);
     str_release(&cfg->keys_file, true);
 }
 
@@ -1309,18 +1351,13 @@ void config_key_error(const struct config *cfg, const char *section, const char 
 
 void config_warnings(const struct config *cfg, struct config_errors *warns)
 {
-    char vis[32], run[32], room[32];
-
     errs_reset(warns);
-    if (cfg->fulfilment_command != NULL &&
-        cfg->visibility_timeout_ms <= cfg->fulfilment_timeout_ms) {
-        fmt_duration(vis, sizeof(vis), cfg->visibility_timeout_ms);
-        fmt_duration(run, sizeof(run), cfg->fulfilment_timeout_ms);
-        fmt_duration(room, sizeof(room), cfg->fulfilment_timeout_ms + LEASE_ROOM_MS);
-        config_key_error(cfg, "queue", "visibility_timeout", warns,
-                         "%s is not longer than [workers] fulfilment_timeout (%s): a command "
-                         "still running when its lease ends is run again, and after "
-                         "max_receives leases the order is dead-lettered; set it to at least %s",
-                         vis, run, room);
-    }
+    bool fulfil = cfg->fulfilment_command != NULL || cfg->fulfilment_url != NULL;
+    if (fulfil && cfg->worker_count > cfg->fulfilment_concurrency)
+        config_key_error(cfg, "workers", "count", warns,
+                         "%" PRIu32 " threads, but fulfilment_concurrency is %" PRIu32
+                         ": only %" PRIu32 " of them run fulfilments; lower count or raise "
+                         "fulfilment_concurrency",
+                         cfg->worker_count, cfg->fulfilment_concurrency,
+                         cfg->fulfilment_concurrency);
 }

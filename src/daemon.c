@@ -139,7 +139,11 @@ static int start_workers(struct daemon *d)
         .backoff_base_ms = c->backoff_base_ms,
         .backoff_max_ms = c->backoff_max_ms,
         .fulfilment_command = c->fulfilment_command,
+        .fulfilment_url = c->fulfilment_url,
+        .fulfilment_ca_file = c->fulfilment_ca_file,
+        .fulfilment_secret_file = c->fulfilment_secret_file,
         .fulfilment_timeout_ms = c->fulfilment_timeout_ms,
+        .fulfilment_concurrency = c->fulfilment_concurrency,
     };
     int err = workers_start(d->store, d->metrics, &wo, &d->workers);
     if (err != 0)
@@ -478,7 +482,11 @@ static void warn_restart_needed(const struct config *old, const struct config *f
         log_warn(NULL, "reload: [storage] changed; takes effect after a restart");
     if (old->worker_count != fresh->worker_count ||
         str_changed(old->fulfilment_command, fresh->fulfilment_command) ||
+        str_changed(old->fulfilment_url, fresh->fulfilment_url) ||
+        str_changed(old->fulfilment_secret_file, fresh->fulfilment_secret_file) ||
+        str_changed(old->fulfilment_ca_file, fresh->fulfilment_ca_file) ||
         old->fulfilment_timeout_ms != fresh->fulfilment_timeout_ms ||
+        old->fulfilment_concurrency != fresh->fulfilment_concurrency ||
         old->visibility_timeout_ms != fresh->visibility_timeout_ms ||
         old->max_receives != fresh->max_receives || old->backoff_base_ms != fresh->backoff_base_ms ||
         old->backoff_max_ms != fresh->backoff_max_ms || old->max_depth != fresh->max_depth)

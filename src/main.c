@@ -7,7 +7,8 @@
  * before a start, so that a start that would fail touches no storage:
  * tls_cert and tls_key (readable PEM, the key the certificate's: http.c asks
  * GnuTLS), keys_file (auth_load), fulfilment_command (it splits into words,
- * and its program is found as posix_spawnp will find it and is executable);
+ * and its program is found as posix_spawnp will find it and is executable),
+ * fulfilment_secret_file (webhook_secrets_load) and fulfilment_ca_file (PEM);
  * config_warnings() adds valid settings that work against each other.
  * --check-config prints each problem at its key's line and exits 1; a file
  * that does not exist here is only a warning (a config checked on a build
@@ -40,6 +41,7 @@
 #include "fulfilment.h"
 #include "http.h"
 #include "log.h"
+#include "webhook.h"
 #include "store.h"
 
 #define DEFAULT_CONFIG "/etc/orderd/orderd.conf"
@@ -243,6 +245,34 @@ static void check_fulfilment(struct checks *c)
         config_key_error(cfg, "workers", "fulfilment_command", &c->errors, "%s", why);
 }
 
+/* HTTP fulfilment: the secrets load (webhook.h) and the CA bundle reads as PEM. */
+static void check_fulfilment_http(struct checks *c)
+{
+    const struct config *cfg = c->cfg;
+    char why[WHY_MAX];
+    if (cfg->fulfilment_secret_file != NULL) {
+        struct webhook_secrets *secrets = NULL;
+        char line[WHY_MAX / 2];
+        int err = webhook_secrets_load(cfg->fulfilment_secret_file, &secrets, line, sizeof(line));
+        webhook_secrets_free(secrets);
+        if (err != 0) {
+            snprintf(why, sizeof(why), "%s: %s", cfg->fulfilment_secret_file, line);
+            file_problem(c, "workers", "fulfilment_secret_file", err, why);
+        }
+    }
+    if (cfg->fulfilment_ca_file != NULL) {
+        char *pem = NULL;
+        int err = http_tls_read_pem(cfg->fulfilment_ca_file, &pem, why, sizeof(why));
+        if (err == 0 && strstr(pem, "-----BEGIN CERTIFICATE-----") == NULL) {
+            snprintf(why, sizeof(why), "%s: no PEM certificate in it", cfg->fulfilment_ca_file);
+            err = -EINVAL;
+        }
+        free(pem);
+        if (err != 0)
+            file_problem(c, "workers", "fulfilment_ca_file", err, why);
+    }
+}
+
 /* Runs every check on cfg; c->errors and c->warnings hold what they found. */
 static void check_all(struct checks *c, const struct config *cfg, bool at_start)
 {
@@ -253,6 +283,7 @@ static void check_all(struct checks *c, const struct config *cfg, bool at_start)
     check_tls(c);
     check_keys_file(c);
     check_fulfilment(c);
+    check_fulfilment_http(c);
 }
 
 static void print_warnings(const struct config_errors *warns, const char *path)

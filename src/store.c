@@ -139,6 +139,12 @@ int store_release(struct store *s, const struct store_message *msgs, size_t n, i
     return s->ops->release(s, msgs, n, now_ms);
 }
 
+int store_extend_leases(struct store *s, struct store_lease *items, size_t n, int64_t now_ms,
+                        int64_t lease_ms)
+{
+    return s->ops->extend_leases(s, items, n, now_ms, lease_ms);
+}
+
 int store_next_visible_ms(struct store *s, int64_t *when_ms)
 {
     return s->ops->next_visible_ms(s, when_ms);
@@ -177,6 +183,7 @@ void store_order_clear(struct store_order *o)
     free(o->items_json);
     free(o->last_error);
     free(o->previous_error);
+    free(o->fulfilment_result);
     memset(o, 0, sizeof(*o));
 }
 

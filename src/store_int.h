@@ -48,6 +48,8 @@ struct store_ops {
                  struct store_message *out, size_t max, size_t *n, size_t *dead_lettered);
     int (*settle)(struct store *s, struct store_settlement *items, size_t n, int64_t now_ms);
     int (*release)(struct store *s, const struct store_message *msgs, size_t n, int64_t now_ms);
+    int (*extend_leases)(struct store *s, struct store_lease *items, size_t n, int64_t now_ms,
+                         int64_t lease_ms);
     int (*next_visible_ms)(struct store *s, int64_t *when_ms);
     int (*list_dead_letters)(struct store *s, const char *before_id, size_t limit,
                              struct store_dead_letter **out, size_t *n);

@@ -138,7 +138,7 @@
 #include "store_int.h"
 #include "strbuf.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define STORE_PG_LOCK_ID "8030604196226347009" /* 0x6f72646572640001: "orderd" 0 1 */
 #define STORE_PG_SLOT_NS "1869767794"          /* 0x6f726472: "ordr", with the slot */
 #define REDRIVE_BATCH 500
@@ -211,6 +211,9 @@ static const char schema_v2[] =
     "  ADD CONSTRAINT orders_status_check"
     "    CHECK (status IN ('queued','completed','dead_lettered','discarded')) NOT VALID;";
 
+/* Version 3: the fulfilment service's JSON answer, as SQLite's version 4. */
+static const char schema_v3[] = "ALTER TABLE orders ADD COLUMN fulfilment_result text;";
+
 /* Prepared on every connection. $n are typed by their casts. */
 enum pstmt {
     S_ENQUEUE,
@@ -218,6 +221,7 @@ enum pstmt {
     S_CLAIM,
     S_SETTLE,
     S_RELEASE,
+    S_EXTEND,
     S_NEXT_VISIBLE,
     S_REDRIVE_ONE,
     S_REDRIVE_BATCH,
@@ -263,8 +267,8 @@ enum pstmt {
     "o.order_id, o.customer_id, o.items, " STATUS_EXPR ", "                               \
     "CASE WHEN o.status = 'queued' THEN coalesce(q.receive_count, 0) ELSE o.attempts END, " \
     "o.created_at, o.processed_at, coalesce(q.last_error, o.last_error), o.traceparent, " \
-    "o.redrives, o.redriven_at, o.previous_attempts, o.previous_error, o.discarded_at "   \
-    "FROM orders o LEFT JOIN queue q ON q.order_id = o.order_id "
+    "o.redrives, o.redriven_at, o.previous_attempts, o.previous_error, o.discarded_at, "  \
+    "o.fulfilment_result FROM orders o LEFT JOIN queue q ON q.order_id = o.order_id "
 
 /* $1 now, $2 cursor (CURSOR_NONE = first page), $3 limit, $4 shown status or NULL. */
 #define LIST_TAIL                                                                         \
@@ -311,26 +315,28 @@ static const char *const pstmt_sql[S_COUNT] = {
         "SELECT c.order_id, c.receive_count, c.enqueued_at, c.last_error, o.customer_id, "
         "  o.items, o.traceparent, o.created_at "
         "FROM c LEFT JOIN orders o ON o.order_id = c.order_id ORDER BY c.seq",
-    /* $1 ids, $2 receipts, $3 outcomes (0 completed, 1 retry, 2 dead letter), $4 errors,
+    /* $1 ids, $2 receipts, $3 outcomes (0 completed, 1 retry, 2 dead letter), $4 notes (the
+     * error, or the fulfilment result of a completed one),
      * $5 visible_at, $6 attempts; $7 now, $8 slot. Returns the settlements applied. */
     [S_SETTLE] =
         "WITH s AS (SELECT * FROM unnest($1::text[], $2::bigint[], $3::int[], $4::text[], "
-        "  $5::bigint[], $6::int[]) AS u(order_id, receipt, outcome, err, visible_at, "
+        "  $5::bigint[], $6::int[]) AS u(order_id, receipt, outcome, note, visible_at, "
         "  attempts)), "
         "done AS (DELETE FROM queue q USING s WHERE q.order_id = ANY ($1::text[]) "
         "  AND q.order_id = s.order_id AND q.receipt = s.receipt AND s.outcome <> 1 "
-        "  RETURNING q.order_id, q.receipt, q.enqueued_at, s.outcome, s.err, s.attempts), "
+        "  RETURNING q.order_id, q.receipt, q.enqueued_at, s.outcome, s.note, s.attempts), "
         "ord AS (UPDATE orders o SET "
         "  status = CASE WHEN d.outcome = 0 THEN 'completed' ELSE 'dead_lettered' END, "
         "  attempts = d.attempts, "
         "  processed_at = CASE WHEN d.outcome = 0 THEN $7::bigint ELSE o.processed_at END, "
-        "  last_error = CASE WHEN d.outcome = 0 THEN NULL ELSE d.err END "
+        "  last_error = CASE WHEN d.outcome = 0 THEN NULL ELSE d.note END, "
+        "  fulfilment_result = CASE WHEN d.outcome = 0 THEN d.note ELSE o.fulfilment_result END "
         "  FROM done d WHERE o.order_id = d.order_id), "
         "dlq AS (INSERT INTO dead_letters (order_id, attempts, last_error, enqueued_at, "
-        "  dead_lettered_at) SELECT order_id, attempts, err, enqueued_at, $7::bigint "
+        "  dead_lettered_at) SELECT order_id, attempts, note, enqueued_at, $7::bigint "
         "  FROM done WHERE outcome = 2), "
         "retried AS (UPDATE queue q SET receipt = NULL, visible_at = s.visible_at, "
-        "  last_error = s.err FROM s WHERE q.order_id = ANY ($1::text[]) "
+        "  last_error = s.note FROM s WHERE q.order_id = ANY ($1::text[]) "
         "  AND q.order_id = s.order_id AND q.receipt = s.receipt AND s.outcome = 1 "
         "  RETURNING q.order_id, s.receipt), "
         STATS_DELTA("$8::int", "-(SELECT count(*) FROM done)",
@@ -343,6 +349,10 @@ static const char *const pstmt_sql[S_COUNT] = {
                   "FROM unnest($1::text[], $2::bigint[]) AS u(order_id, receipt) "
                   "WHERE q.order_id = ANY ($1::text[]) AND q.order_id = u.order_id "
                   "AND q.receipt = u.receipt",
+    [S_EXTEND] = "UPDATE queue q SET visible_at = greatest(q.visible_at, $3::bigint) "
+                 "FROM unnest($1::text[], $2::bigint[]) AS u(order_id, receipt) "
+                 "WHERE q.order_id = ANY ($1::text[]) AND q.order_id = u.order_id "
+                 "AND q.receipt = u.receipt RETURNING q.order_id",
     [S_NEXT_VISIBLE] = "SELECT min(visible_at) FROM queue",
     /* $1 id, $2 now, $3 slot. */
     [S_REDRIVE_ONE] = "WITH d AS (DELETE FROM dead_letters WHERE order_id = $1::text " REDRIVE_TAIL,
@@ -897,7 +907,14 @@ static int migrate(struct pg_conn *c)
         if (err != STORE_OK)
             goto rollback;
     }
-    /* Later versions: if (version < 3) { ... } — each step in this transaction. */
+    if (version < 3) {
+        err = exec_sql(c, schema_v3, "migrate to 3", NULL);
+        if (err == STORE_OK)
+            err = exec_sql(c, "UPDATE schema_version SET version = 3", "migrate to 3", NULL);
+        if (err != STORE_OK)
+            goto rollback;
+    }
+    /* Later versions: if (version < 4) { ... } — each step in this transaction. */
     if (version < 1)
         log_info(NULL, "store: created postgres schema version %d", SCHEMA_VERSION);
     else if (version < SCHEMA_VERSION)
@@ -1151,8 +1168,10 @@ static int read_order_row(const PGresult *r, int row, struct store_order *o)
     bool has_previous = !PQgetisnull(r, row, 12);
     o->previous_error = col_dup(r, row, 12);
     o->discarded_at_ms = col_i64(r, row, 13);
+    bool has_result = !PQgetisnull(r, row, 14);
+    o->fulfilment_result = col_dup(r, row, 14);
     if (o->customer_id == NULL || o->items_json == NULL || (has_error && o->last_error == NULL) ||
-        (has_previous && o->previous_error == NULL)) {
+        (has_previous && o->previous_error == NULL) || (has_result && o->fulfilment_result == NULL)) {
         store_order_clear(o);
         return STORE_ENOMEM;
     }
@@ -1316,7 +1335,8 @@ static int settle_exec(struct pg_conn *c, struct store_settlement *items, size_t
         arr_text(&a[0], it->order_id);
         arr_i64(&a[1], it->receipt);
         arr_i64(&a[2], code);
-        arr_text(&a[3], code == OUT_COMPLETED ? NULL : it->error);
+        /* note: the fulfilment's result when completed, else the error */
+        arr_text(&a[3], code == OUT_COMPLETED ? it->result_json : it->error);
         arr_i64(&a[4], code == OUT_RETRY ? it->visible_at_ms : 0);
         arr_i64(&a[5], it->attempts);
     }
@@ -1531,6 +1551,42 @@ static int pgs_release(struct store *base, const struct store_message *msgs, siz
     return err;
 }
 
+/* Marks each lease STORE_OK when its order is among the rows the UPDATE returned. */
+static void mark_extended(PGresult *res, struct store_lease *items, size_t n)
+{
+    int rows = PQntuples(res);
+    for (size_t i = 0; i < n; i++) {
+        items[i].result = STORE_ESTALE;
+        for (int r = 0; r < rows; r++)
+            if (strcmp(PQgetvalue(res, r, 0), items[i].order_id) == 0)
+                items[i].result = STORE_OK;
+    }
+}
+
+static int pgs_extend_leases(struct store *base, struct store_lease *items, size_t n,
+                             int64_t now_ms, int64_t lease_ms)
+{
+    struct pg_store *s = pgs(base);
+    if (n == 0)
+        return STORE_OK;
+    struct strbuf a[2];
+    memset(a, 0, sizeof(a));
+    for (size_t i = 0; i < n; i++) {
+        arr_text(&a[0], items[i].order_id);
+        arr_i64(&a[1], items[i].receipt);
+    }
+    struct num until;
+    const char *params[] = {arr_end(&a[0]), arr_end(&a[1]), num(&until, now_ms + lease_ms)};
+    PGresult *res = NULL;
+    int err = params[0] && params[1] ? pool_query(s, S_EXTEND, 3, params, "extend leases", &res)
+                                     : STORE_ENOMEM;
+    if (err == STORE_OK)
+        mark_extended(res, items, n);
+    PQclear(res);
+    arrs_free(a, 2);
+    return err;
+}
+
 static int pgs_next_visible_ms(struct store *base, int64_t *when_ms)
 {
     struct pg_store *s = pgs(base);
@@ -1652,6 +1708,7 @@ static const struct store_ops pgs_ops = {
     .claim = pgs_claim,
     .settle = pgs_settle,
     .release = pgs_release,
+    .extend_leases = pgs_extend_leases,
     .next_visible_ms = pgs_next_visible_ms,
     .list_dead_letters = pgs_list_dead_letters,
     .redrive = pgs_redrive,

@@ -2,16 +2,17 @@
  * store_sqlite.c — the embedded backend of store.h: orders, the queue and the
  * dead letters in one SQLite file in WAL mode.
  *
- * SCHEMA (user_version 3; migrate() brings older files up to it)
+ * SCHEMA (user_version 4; migrate() brings older files up to it)
  *
  *   orders(order_id PK, customer_id, items, status, attempts, created_at,
  *          processed_at, last_error, traceparent, redrives, redriven_at,
- *          previous_attempts, previous_error, discarded_at)
+ *          previous_attempts, previous_error, discarded_at, fulfilment_result)
  *       One row per accepted order, written in the same transaction as its
  *       queue message. status is 'queued' | 'completed' | 'dead_lettered' |
  *       'discarded'; "processing" is derived: a queued order whose message
- *       holds a live lease. The last five columns are its history through
- *       the dead-letter queue (store.h, struct store_order).
+ *       holds a live lease. redrives .. discarded_at are its history through
+ *       the dead-letter queue (store.h, struct store_order); fulfilment_result
+ *       is what an HTTP fulfilment service answered (JSON), once completed.
  *   queue(seq PK, order_id UNIQUE, enqueued_at, visible_at, receive_count,
  *         receipt, last_error)
  *       One row per message not yet settled. seq gives the age order.
@@ -78,7 +79,7 @@
 #include "store_int.h"
 #include "wal_checkpointer.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 static const char schema_v1[] =
     "CREATE TABLE orders ("
@@ -152,6 +153,10 @@ static const char history_columns_v3[] =
     "ALTER TABLE orders ADD COLUMN previous_error TEXT;"
     "ALTER TABLE orders ADD COLUMN discarded_at INTEGER;";
 
+/* Version 4: what an HTTP fulfilment service answered (JSON, at most
+ * FULFILMENT_RESULT_MAX bytes), kept with the completed order. */
+static const char result_column_v4[] = "ALTER TABLE orders ADD COLUMN fulfilment_result TEXT;";
+
 /* Statements of the writer connection, prepared once. */
 enum wstmt {
     W_BEGIN,
@@ -169,6 +174,7 @@ enum wstmt {
     W_DLQ_INSERT,
     W_DLQ_ORDER,
     W_RELEASE,
+    W_EXTEND,
     W_REDRIVE_DELETE,
     W_REDRIVE_QUEUE,
     W_REDRIVE_ORDER,
@@ -200,7 +206,7 @@ static const char *const wstmt_sql[W_COUNT] = {
                             "WHERE order_id = ?1",
     [W_COMPLETE_DELETE] = "DELETE FROM queue WHERE order_id = ?1 AND receipt = ?2",
     [W_COMPLETE_ORDER] = "UPDATE orders SET status='completed', attempts=?2, processed_at=?3, "
-                         "last_error=NULL WHERE order_id=?1",
+                         "last_error=NULL, fulfilment_result=?4 WHERE order_id=?1",
     [W_RETRY] = "UPDATE queue SET receipt = NULL, visible_at = ?3, last_error = ?4 "
                 "WHERE order_id = ?1 AND receipt = ?2",
     [W_DLQ_DELETE_QUEUE] = "DELETE FROM queue WHERE order_id = ?1 AND receipt = ?2 "
@@ -211,6 +217,8 @@ static const char *const wstmt_sql[W_COUNT] = {
                     "WHERE order_id=?1",
     [W_RELEASE] = "UPDATE queue SET receipt = NULL, visible_at = ?3, "
                   "receive_count = max(receive_count - 1, 0) WHERE order_id = ?1 AND receipt = ?2",
+    [W_EXTEND] = "UPDATE queue SET visible_at = max(visible_at, ?3) "
+                 "WHERE order_id = ?1 AND receipt = ?2",
     [W_REDRIVE_DELETE] = "DELETE FROM dead_letters WHERE order_id = ?1",
     [W_REDRIVE_QUEUE] = "INSERT INTO queue(order_id, enqueued_at, visible_at) VALUES (?1, ?2, ?2)",
     /* The right-hand sides read the row as it was: the failed run moves to previous_*. */
@@ -246,8 +254,8 @@ enum rstmt {
     "THEN 'processing' ELSE o.status END AS st, "                                         \
     "CASE WHEN o.status = 'queued' THEN coalesce(q.receive_count, 0) ELSE o.attempts END, " \
     "o.created_at, o.processed_at, coalesce(q.last_error, o.last_error), o.traceparent, " \
-    "o.redrives, o.redriven_at, o.previous_attempts, o.previous_error, o.discarded_at "   \
-    "FROM orders o LEFT JOIN queue q ON q.order_id = o.order_id "
+    "o.redrives, o.redriven_at, o.previous_attempts, o.previous_error, o.discarded_at, "  \
+    "o.fulfilment_result FROM orders o LEFT JOIN queue q ON q.order_id = o.order_id "
 
 /* ?1 now, ?2 cursor (or NULL), ?3 limit, ?4 customer, ?5 stored status, ?6 shown status */
 #define LIST_TAIL                                                                         \
@@ -600,6 +608,15 @@ static int migrate_to_3(sqlite3 *db)
     return rc;
 }
 
+/* Inside migrate()'s transaction; see result_column_v4. */
+static int migrate_to_4(sqlite3 *db)
+{
+    int rc = exec_sql(db, result_column_v4, "migrate to 4");
+    if (rc == SQLITE_OK)
+        rc = exec_sql(db, "PRAGMA user_version = 4", "migrate to 4");
+    return rc;
+}
+
 static int migrate(sqlite3 *db)
 {
     int64_t version = 0;
@@ -621,7 +638,9 @@ static int migrate(sqlite3 *db)
         rc = migrate_to_2(db);
     if (rc == SQLITE_OK && version < 3)
         rc = migrate_to_3(db);
-    /* Later versions: if (version < 4) { ... } — each step in this transaction. */
+    if (rc == SQLITE_OK && version < 4)
+        rc = migrate_to_4(db);
+    /* Later versions: if (version < 5) { ... } — each step in this transaction. */
     if (rc == SQLITE_OK && version < 1)
         log_info(NULL, "store: created schema version %d", SCHEMA_VERSION);
     else if (rc == SQLITE_OK && version < SCHEMA_VERSION)
@@ -1060,9 +1079,12 @@ static int read_order_row(sqlite3_stmt *st, struct store_order *o)
     if (sqlite3_column_type(st, 12) != SQLITE_NULL)
         o->previous_error = dup_column(st, 12);
     o->discarded_at_ms = sqlite3_column_int64(st, 13);
+    if (sqlite3_column_type(st, 14) != SQLITE_NULL)
+        o->fulfilment_result = dup_column(st, 14);
     if (o->customer_id == NULL || o->items_json == NULL ||
         (sqlite3_column_type(st, 7) != SQLITE_NULL && o->last_error == NULL) ||
-        (sqlite3_column_type(st, 12) != SQLITE_NULL && o->previous_error == NULL)) {
+        (sqlite3_column_type(st, 12) != SQLITE_NULL && o->previous_error == NULL) ||
+        (sqlite3_column_type(st, 14) != SQLITE_NULL && o->fulfilment_result == NULL)) {
         store_order_clear(o);
         return STORE_ENOMEM;
     }
@@ -1420,6 +1442,7 @@ static int settle_completed(struct sq_store *s, struct store_settlement *it, int
     bind_text(st, 1, it->order_id);
     sqlite3_bind_int64(st, 2, it->attempts);
     sqlite3_bind_int64(st, 3, now_ms);
+    bind_text(st, 4, it->result_json);
     rc = exec_stmt(st);
     if (rc == SQLITE_OK)
         it->result = STORE_OK;
@@ -1505,6 +1528,26 @@ static int sq_release(struct store *base, const struct store_message *msgs, size
         rc = exec_stmt(st);
     }
     return rc == SQLITE_OK ? txn_commit(s, "release commit") : txn_abort(s, rc, "release");
+}
+
+static int sq_extend_leases(struct store *base, struct store_lease *items, size_t n,
+                            int64_t now_ms, int64_t lease_ms)
+{
+    struct sq_store *s = sq(base);
+    int err = txn_begin(s, false, "extend leases");
+    if (err != STORE_OK)
+        return err;
+    int rc = SQLITE_OK;
+    for (size_t i = 0; rc == SQLITE_OK && i < n; i++) {
+        sqlite3_stmt *st = wstmt(s, W_EXTEND);
+        bind_text(st, 1, items[i].order_id);
+        sqlite3_bind_int64(st, 2, items[i].receipt);
+        sqlite3_bind_int64(st, 3, now_ms + lease_ms);
+        rc = exec_stmt(st);
+        items[i].result = sqlite3_changes(s->writer) == 0 ? STORE_ESTALE : STORE_OK;
+    }
+    return rc == SQLITE_OK ? txn_commit(s, "extend leases commit")
+                           : txn_abort(s, rc, "extend leases");
 }
 
 static int sq_next_visible_ms(struct store *base, int64_t *when_ms)
@@ -1798,6 +1841,7 @@ static const struct store_ops sq_ops = {
     .claim = sq_claim,
     .settle = sq_settle,
     .release = sq_release,
+    .extend_leases = sq_extend_leases,
     .next_visible_ms = sq_next_visible_ms,
     .list_dead_letters = sq_list_dead_letters,
     .redrive = sq_redrive,

@@ -42,36 +42,35 @@
 #include "order.h"
 #include "trace.h"
 #include "worker.h"
+#include "worker_int.h"
 
-struct workers {
-    struct store *store;
-    struct metrics *metrics;
-    struct worker_options opts;
-    struct fulfilment_command command;  /* argc 0: no command */
-    pthread_t threads[WORKER_COUNT_MAX];
-    uint32_t started;
+bool workers_fulfil(const struct workers *w)
+{
+    return w->command.argc > 0 || w->http.url != NULL;
+}
 
-    pthread_mutex_t lock;         /* guards everything below */
-    pthread_cond_t wake;
-    uint64_t generation;
-    bool stopping;
-    struct store_message *handoff; /* ring of WORKER_HANDOFF_MAX; NULL with a command */
-    size_t handoff_first, handoff_count, handoff_reserved;
-};
-
-/* Everything a worker decides about one delivery. */
-struct verdict {
-    struct store_settlement settlement;
-    char trace_id[TRACE_ID_HEX_LEN + 1];
-    char error[FULFILMENT_STDERR_MAX + 128];
-};
-
-static bool stopping(struct workers *w)
+bool workers_stopping(struct workers *w)
 {
     pthread_mutex_lock(&w->lock);
     bool s = w->stopping;
     pthread_mutex_unlock(&w->lock);
     return s;
+}
+
+uint64_t workers_generation(struct workers *w)
+{
+    pthread_mutex_lock(&w->lock);
+    uint64_t g = w->generation;
+    pthread_mutex_unlock(&w->lock);
+    return g;
+}
+
+/* Wakes the threads that sleep in their multi handle's poll (with a fulfilment). */
+static void wake_pollers(struct workers *w)
+{
+    for (uint32_t i = 0; i < w->started; i++)
+        if (w->threads[i].multi != NULL)
+            curl_multi_wakeup(w->threads[i].multi);
 }
 
 void workers_wake(void *arg)
@@ -81,6 +80,7 @@ void workers_wake(void *arg)
     w->generation++;
     pthread_cond_broadcast(&w->wake);
     pthread_mutex_unlock(&w->lock);
+    wake_pollers(w);
 }
 
 size_t workers_reserve(void *arg, size_t n)
@@ -181,8 +181,7 @@ static bool sleep_until_work(struct workers *w, uint64_t seen_generation)
     return ask;
 }
 
-/* The order as the fulfilment command and the re-validation see it. */
-static char *message_json(const struct store_message *m, const char *trace_id)
+char *worker_message_json(const struct store_message *m, const char *trace_id)
 {
     json_t *items = json_loads(m->items_json, 0, NULL);
     char created[32];
@@ -209,66 +208,76 @@ static bool revalidate(const struct store_message *m, char *error, size_t size)
     return false;
 }
 
-static int run_command(struct workers *w, const struct store_message *m,
-                       const struct trace_context *span, char *error, size_t size)
+bool verdict_begin(const struct store_message *m, struct trace_context *span, struct verdict *v)
 {
-    /* The command acts outside the database, so the order must be on disk first:
-     * a claim can see an enqueue that is committed but not yet synced. */
-    int err = store_sync(w->store);
-    assert(err == STORE_OK); /* a failed fsync does not return */
-    (void)err;
-    char env_id[96], env_tp[96];
-    char tp[TRACEPARENT_LEN + 1];
-    trace_format(span, tp);
-    snprintf(env_id, sizeof(env_id), "ORDER_ID=%.26s", m->order_id);
-    snprintf(env_tp, sizeof(env_tp), "TRACEPARENT=%.55s", tp);
-    const char *env[] = {env_id, env_tp, NULL};
-    char *input = message_json(m, span->trace_id);
-    if (input == NULL) {
-        snprintf(error, size, "out of memory");
-        return FULFILMENT_FAILED;
-    }
-    int rc = fulfilment_run(&w->command, input, strlen(input), env,
-                            (int64_t)w->opts.fulfilment_timeout_ms, error, size);
-    free(input);
-    return rc;
-}
-
-static void decide(struct workers *w, const struct store_message *m, struct verdict *v)
-{
-    struct trace_context parent, span;
-    if (trace_parse(m->traceparent, &parent) != 0 || trace_child(&parent, &span) != 0)
-        trace_new(&span);
-    struct log_ctx lc = {NULL, span.trace_id, m->order_id};
-    memcpy(v->trace_id, span.trace_id, sizeof(v->trace_id));
+    struct trace_context parent;
+    if (trace_parse(m->traceparent, &parent) != 0 || trace_child(&parent, span) != 0)
+        trace_new(span);
+    memcpy(v->trace_id, span->trace_id, sizeof(v->trace_id));
     struct store_settlement *s = &v->settlement;
     memset(s, 0, sizeof(*s));
     s->order_id = m->order_id;
     s->receipt = m->receipt;
     s->attempts = m->receive_count;
     v->error[0] = '\0';
-
-    double started = ids_monotonic_seconds();
-    if (!revalidate(m, v->error, sizeof(v->error))) {
-        s->outcome = STORE_OUTCOME_DEAD_LETTER;
-    } else if (w->command.argc == 0 ||
-               run_command(w, m, &span, v->error, sizeof(v->error)) == FULFILMENT_OK) {
+    v->result_json = NULL;
+    if (revalidate(m, v->error, sizeof(v->error))) {
         s->outcome = STORE_OUTCOME_COMPLETED;
-    } else if (m->receive_count >= w->opts.max_receives) {
-        s->outcome = STORE_OUTCOME_DEAD_LETTER;
+        return true;
+    }
+    s->outcome = STORE_OUTCOME_DEAD_LETTER;
+    s->error = v->error;
+    struct log_ctx lc = {NULL, v->trace_id, m->order_id};
+    log_warn(&lc, "processing attempt %u failed: %s", m->receive_count, v->error);
+    return false;
+}
+
+/* When a failed delivery is tried again: the queue's backoff, or the time the
+ * fulfilment service asked for (Retry-After), at most backoff_max. */
+static int64_t retry_at_ms(struct workers *w, const struct store_message *m,
+                           int64_t retry_after_ms)
+{
+    uint64_t delay;
+    if (retry_after_ms >= 0) {
+        delay = (uint64_t)retry_after_ms < w->opts.backoff_max_ms ? (uint64_t)retry_after_ms
+                                                                  : w->opts.backoff_max_ms;
     } else {
         uint64_t r = 0;
         ids_random_bytes(&r, sizeof(r));
+        delay = backoff_delay_ms(w->opts.backoff_base_ms, w->opts.backoff_max_ms,
+                                 m->receive_count, r);
+    }
+    return ids_now_ms() + (int64_t)delay;
+}
+
+void verdict_conclude(struct workers *w, const struct store_message *m, int result,
+                      int64_t retry_after_ms, char *result_json, struct verdict *v)
+{
+    struct store_settlement *s = &v->settlement;
+    if (result == FULFILMENT_OK) {
+        s->outcome = STORE_OUTCOME_COMPLETED;
+        v->result_json = result_json;
+        return;
+    }
+    free(result_json);
+    if (result == FULFILMENT_REJECTED || m->receive_count >= w->opts.max_receives) {
+        s->outcome = STORE_OUTCOME_DEAD_LETTER;
+    } else {
         s->outcome = STORE_OUTCOME_RETRY;
-        s->visible_at_ms = ids_now_ms() + (int64_t)backoff_delay_ms(w->opts.backoff_base_ms,
-                                                                     w->opts.backoff_max_ms,
-                                                                     m->receive_count, r);
+        s->visible_at_ms = retry_at_ms(w, m, retry_after_ms);
     }
+    s->error = v->error;
+    struct log_ctx lc = {NULL, v->trace_id, m->order_id};
+    log_warn(&lc, "processing attempt %u failed: %s", m->receive_count, v->error);
+}
+
+/* Without a fulfilment: validating again and persisting is all of processing. */
+static void decide(struct workers *w, const struct store_message *m, struct verdict *v)
+{
+    struct trace_context span;
+    double started = ids_monotonic_seconds();
+    verdict_begin(m, &span, v);
     metrics_processing_observe(w->metrics, ids_monotonic_seconds() - started);
-    if (s->outcome != STORE_OUTCOME_COMPLETED) {
-        s->error = v->error;
-        log_warn(&lc, "processing attempt %u failed: %s", m->receive_count, v->error);
-    }
 }
 
 static void count_outcomes(struct workers *w, const struct verdict *v, size_t n)
@@ -293,38 +302,51 @@ static void count_outcomes(struct workers *w, const struct verdict *v, size_t n)
     }
 }
 
-/* Settles n verdicts; retries while storage is unavailable (the leases protect us). */
-static void settle(struct workers *w, struct verdict *v, size_t n)
+/* Settles n <= WORKER_BATCH_MAX verdicts in one transaction. */
+static void settle_chunk(struct workers *w, struct verdict *v, size_t n)
 {
     struct store_settlement items[WORKER_BATCH_MAX];
-    for (size_t i = 0; i < n; i++)
+    assert(n <= WORKER_BATCH_MAX);
+    for (size_t i = 0; i < n; i++) {
         items[i] = v[i].settlement;
+        items[i].result_json = v[i].result_json;
+    }
     int err = store_settle(w->store, items, n, ids_now_ms());
     if (err != STORE_OK) {
         log_error(NULL, "worker: cannot settle %zu messages: %s; they will be delivered again",
                   n, store_strerror(err));
-        return;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            v[i].settlement.result = items[i].result;
+        count_outcomes(w, v, n);
     }
-    for (size_t i = 0; i < n; i++)
-        v[i].settlement.result = items[i].result;
-    count_outcomes(w, v, n);
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].result_json);
+        v[i].result_json = NULL;
+    }
+}
+
+/* Settles n verdicts, WORKER_BATCH_MAX to a transaction; on failure the leases
+ * run out and the messages come again. */
+void workers_settle(struct workers *w, struct verdict *v, size_t n)
+{
+    for (size_t done = 0; done < n; done += WORKER_BATCH_MAX)
+        settle_chunk(w, v + done, n - done < WORKER_BATCH_MAX ? n - done : WORKER_BATCH_MAX);
 }
 
 static void process_batch(struct workers *w, struct store_message *msgs, size_t n,
                           struct verdict *verdicts)
 {
     size_t done = 0;
-    for (; done < n && !(done > 0 && stopping(w)); done++)
+    for (; done < n && !(done > 0 && workers_stopping(w)); done++)
         decide(w, &msgs[done], &verdicts[done]);
     if (done < n && store_release(w->store, msgs + done, n - done, ids_now_ms()) != STORE_OK)
         log_warn(NULL, "worker: could not release %zu leases; they expire by themselves",
                  n - done);
-    settle(w, verdicts, done);
+    workers_settle(w, verdicts, done);
 }
 
-/* Claims from the store; *more when another claim may find more at once. */
-static size_t claim_from_store(struct workers *w, struct store_message *msgs, size_t batch,
-                               bool *more)
+size_t workers_claim(struct workers *w, struct store_message *msgs, size_t batch, bool *more)
 {
     size_t n = 0, dead = 0;
     int err = store_claim(w->store, ids_now_ms(), (int64_t)w->opts.visibility_timeout_ms,
@@ -363,33 +385,31 @@ static size_t next_batch(struct workers *w, struct intake_state *st, struct stor
         st->last_from_store = false;
         return n;
     }
-    n = claim_from_store(w, msgs, batch, &st->ask_store);
+    n = workers_claim(w, msgs, batch, &st->ask_store);
     st->next_poll_ms = ids_now_ms() + WORKER_POLL_MS;
     st->last_from_store = n > 0;
     return n > 0 ? n : take_delivered(w, msgs, batch);
 }
 
+/* The thread body without a fulfilment: batches delivered or claimed, persisted. */
 static void *worker_main(void *arg)
 {
-    struct workers *w = arg;
+    struct workers *w = ((struct worker_thread *)arg)->w;
     pthread_setname_np(pthread_self(), "worker"); /* top -H, perf: failure is harmless */
     struct store_message msgs[WORKER_BATCH_MAX];
-    size_t batch = w->command.argc > 0 ? 1 : WORKER_BATCH_MAX;
     struct verdict *verdicts = calloc(WORKER_BATCH_MAX, sizeof(*verdicts));
     if (verdicts == NULL) {
         log_error(NULL, "worker: out of memory; this worker stops");
         return NULL;
     }
     struct intake_state st = {.ask_store = true};
-    while (!stopping(w)) {
-        pthread_mutex_lock(&w->lock);
-        uint64_t generation = w->generation;
-        pthread_mutex_unlock(&w->lock);
+    while (!workers_stopping(w)) {
+        uint64_t generation = workers_generation(w);
         if (generation != st.seen_generation) {
             st.seen_generation = generation;
             st.ask_store = true;
         }
-        size_t n = next_batch(w, &st, msgs, batch);
+        size_t n = next_batch(w, &st, msgs, WORKER_BATCH_MAX);
         if (n == 0) {
             if (!st.ask_store)
                 st.ask_store = sleep_until_work(w, generation);
@@ -418,6 +438,101 @@ static void release_undelivered(struct workers *w)
     pthread_mutex_unlock(&w->lock);
 }
 
+/* The fulfilment of this run: a command, a URL (and its secrets), or neither. */
+static int prepare_fulfilment(struct workers *w, const struct worker_options *opts)
+{
+    w->opts.fulfilment_command = NULL;
+    w->opts.fulfilment_url = NULL;
+    w->opts.fulfilment_ca_file = NULL;
+    w->opts.fulfilment_secret_file = NULL;
+    if (opts->fulfilment_command && opts->fulfilment_url)
+        return -EINVAL;
+    if (opts->fulfilment_command)
+        return fulfilment_parse(opts->fulfilment_command, &w->command);
+    if (opts->fulfilment_url == NULL)
+        return 0;
+    if (opts->fulfilment_secret_file != NULL) {
+        char why[256];
+        if (webhook_secrets_load(opts->fulfilment_secret_file, &w->secrets, why,
+                                 sizeof(why)) != 0) {
+            log_error(NULL, "worker: %s", why);
+            return -EINVAL;
+        }
+    }
+    w->http = (struct fulfilment_http_options){
+        .url = opts->fulfilment_url,
+        .ca_file = opts->fulfilment_ca_file,
+        .secrets = w->secrets,
+        .timeout_ms = (int64_t)opts->fulfilment_timeout_ms,
+    };
+    return 0;
+}
+
+/* libcurl's global state, once per process, before the first multi handle. It
+ * is never cleaned up: the process ends with it. */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result = CURLE_FAILED_INIT;
+
+static void curl_init_once(void) { curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+/* Thread i's share of the fulfilments in flight, and its multi handle. */
+static int prepare_thread(struct workers *w, uint32_t i)
+{
+    struct worker_thread *t = &w->threads[i];
+    uint32_t total = w->opts.fulfilment_concurrency ? w->opts.fulfilment_concurrency : 1;
+    t->w = w;
+    t->cap = total / w->threads_wanted + (i < total % w->threads_wanted ? 1 : 0);
+    if (!workers_fulfil(w))
+        return 0;
+    if (pthread_once(&curl_once, curl_init_once) != 0 || curl_init_result != CURLE_OK)
+        return -ENOMEM;
+    t->multi = curl_multi_init();
+    if (t->multi == NULL)
+        return -ENOMEM;
+    long per_host = (long)t->cap;
+    if (curl_multi_setopt(t->multi, CURLMOPT_MAX_HOST_CONNECTIONS, per_host) != CURLM_OK ||
+        curl_multi_setopt(t->multi, CURLMOPT_MAXCONNECTS, per_host) != CURLM_OK)
+        return -EINVAL;
+    return 0;
+}
+
+static void free_threads(struct workers *w)
+{
+    for (uint32_t i = 0; i < w->threads_wanted; i++) {
+        if (w->threads[i].multi != NULL)
+            curl_multi_cleanup(w->threads[i].multi);
+        w->threads[i].multi = NULL;
+    }
+}
+
+static void free_workers(struct workers *w)
+{
+    free_threads(w);
+    free(w->handoff);
+    fulfilment_command_free(&w->command);
+    webhook_secrets_free(w->secrets);
+    free(w);
+}
+
+static int init_sync(struct workers *w)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0)
+        return -ENOMEM;
+    int rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(&w->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc != 0)
+        return -rc;
+    rc = pthread_mutex_init(&w->lock, NULL);
+    if (rc != 0) {
+        pthread_cond_destroy(&w->wake);
+        return -rc;
+    }
+    return 0;
+}
+
 int workers_start(struct store *store, struct metrics *metrics, const struct worker_options *opts,
                   struct workers **out)
 {
@@ -429,29 +544,26 @@ int workers_start(struct store *store, struct metrics *metrics, const struct wor
     w->store = store;
     w->metrics = metrics;
     w->opts = *opts;
-    w->opts.fulfilment_command = NULL;
-    int err = 0;
-    if (opts->fulfilment_command && (err = fulfilment_parse(opts->fulfilment_command,
-                                                            &w->command)) != 0)
-        goto fail_alloc;
-    if (w->command.argc == 0 &&
-        (w->handoff = calloc(WORKER_HANDOFF_MAX, sizeof(*w->handoff))) == NULL) {
+    int err = prepare_fulfilment(w, opts);
+    /* with a fulfilment, a thread beyond fulfilment_concurrency would have no share */
+    w->threads_wanted = opts->count;
+    if (workers_fulfil(w) && opts->fulfilment_concurrency < opts->count)
+        w->threads_wanted = opts->fulfilment_concurrency ? opts->fulfilment_concurrency : 1;
+    for (uint32_t i = 0; err == 0 && i < w->threads_wanted; i++)
+        err = prepare_thread(w, i);
+    if (err == 0 && !workers_fulfil(w) &&
+        (w->handoff = calloc(WORKER_HANDOFF_MAX, sizeof(*w->handoff))) == NULL)
         err = -ENOMEM;
-        goto fail_command;
+    if (err == 0)
+        err = init_sync(w);
+    if (err != 0) {
+        free_workers(w);
+        return err;
     }
-    pthread_condattr_t ca;
-    if (pthread_condattr_init(&ca) != 0 || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
-        pthread_cond_init(&w->wake, &ca) != 0) {
-        err = -ENOMEM;
-        goto fail_command;
-    }
-    pthread_condattr_destroy(&ca);
-    if (pthread_mutex_init(&w->lock, NULL) != 0) {
-        err = -ENOMEM;
-        goto fail_cond;
-    }
-    for (; w->started < opts->count; w->started++) {
-        int rc = pthread_create(&w->threads[w->started], NULL, worker_main, w);
+    void *(*body)(void *) = workers_fulfil(w) ? worker_inflight_main : worker_main;
+    for (; w->started < w->threads_wanted; w->started++) {
+        int rc = pthread_create(&w->threads[w->started].thread, NULL, body,
+                                &w->threads[w->started]);
         if (rc != 0) {
             workers_stop(w);
             return -rc;
@@ -459,15 +571,6 @@ int workers_start(struct store *store, struct metrics *metrics, const struct wor
     }
     *out = w;
     return 0;
-
-fail_cond:
-    pthread_cond_destroy(&w->wake);
-fail_command:
-    free(w->handoff);
-    fulfilment_command_free(&w->command);
-fail_alloc:
-    free(w);
-    return err;
 }
 
 void workers_stop(struct workers *w)
@@ -478,15 +581,14 @@ void workers_stop(struct workers *w)
     w->stopping = true;
     pthread_cond_broadcast(&w->wake);
     pthread_mutex_unlock(&w->lock);
+    wake_pollers(w);
     for (uint32_t i = 0; i < w->started; i++)
-        pthread_join(w->threads[i], NULL);
+        pthread_join(w->threads[i].thread, NULL);
     if (w->handoff != NULL) {
         release_undelivered(w);
         assert(w->handoff_reserved == 0);
-        free(w->handoff);
     }
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->wake);
-    fulfilment_command_free(&w->command);
-    free(w);
+    free_workers(w);
 }

@@ -7,9 +7,9 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 test_queue_full_gets_503() {
-    # one worker that needs 5 s per order cannot keep up with 5 quick POSTs
-    start_orderd queue.max_depth=3 workers.count=1 "workers.fulfilment_command=sleep 5" \
-        workers.fulfilment_timeout=20s
+    # one fulfilment at a time, 5 s each, cannot keep up with 5 quick POSTs
+    start_orderd queue.max_depth=3 workers.count=1 workers.fulfilment_concurrency=1 \
+        "workers.fulfilment_command=sleep 5" workers.fulfilment_timeout=20s
     local i ids=()
     for ((i = 1; i <= 3; i++)); do
         post_order C-bp

@@ -129,6 +129,12 @@ test_check_config_checks_the_files_start_up_needs() {
     check_fails "a command line with an open quote" fulfilment_command "quote" \
         "workers.fulfilment_command=/bin/true 'open"
 
+    printf 'whsec_not*base64\n' >"$T/bad-secrets"
+    check_fails "a broken fulfilment_secret_file" fulfilment_secret_file "bad-secrets: line 1:" \
+        "workers.fulfilment_url=http://127.0.0.1:9/" "workers.fulfilment_secret_file=$T/bad-secrets"
+    check_fails "a fulfilment_ca_file that is not PEM" fulfilment_ca_file "no PEM certificate" \
+        "workers.fulfilment_url=https://127.0.0.1:9/" "workers.fulfilment_ca_file=$T/noexec.sh"
+
     # what start-up will find: all good
     printf 'ops admin %s\n' "$(printf 'k-1' | "$TEST_ORDERD_BIN" hash-key)" >"$T/keys"
     chmod 0600 "$T/keys"
@@ -150,6 +156,14 @@ test_check_config_checks_the_files_start_up_needs() {
             "the warning for $key"
     done
     assert_eq "$(grep -c '^warning: ' <<<"$ERR")" 4 "warnings of --check-config ($ERR)"
+    write_config "$T/away2.conf" "$T" "workers.fulfilment_url=https://erp.test/orders" \
+        "workers.fulfilment_secret_file=$T/none.secrets" "workers.fulfilment_ca_file=$T/none.pem"
+    run_bin -c "$T/away2.conf" --check-config
+    assert_rc 0 "--check-config with HTTP fulfilment files that are not here"
+    for key in fulfilment_secret_file fulfilment_ca_file; do
+        assert_contains "$ERR" "warning: $T/away2.conf:$(line_of "$T/away2.conf" "$key"): " \
+            "the warning for $key"
+    done
 }
 
 # A start that cannot use what the config names stops before it creates the
@@ -177,19 +191,18 @@ test_start_refuses_unusable_files_before_touching_storage() {
         "the line for the keys file"
 }
 
-# visibility_timeout not longer than fulfilment_timeout: a slow command loses
-# its lease and runs again. Warned about, at the key to change; not refused.
-test_short_lease_is_warned_about() {
-    write_config "$T/w.conf" "$T" queue.visibility_timeout=10s workers.fulfilment_timeout=20s \
+# More worker threads than fulfilment_concurrency: the threads beyond it
+# would run nothing. Warned about, at the key to change; not refused.
+test_idle_threads_are_warned_about() {
+    write_config "$T/w.conf" "$T" workers.count=4 workers.fulfilment_concurrency=2 \
         workers.fulfilment_command=true
     run_bin -c "$T/w.conf" --check-config
-    assert_rc 0 "--check-config with a lease shorter than the fulfilment timeout"
-    assert_contains "$ERR" "warning: $T/w.conf:$(line_of "$T/w.conf" visibility_timeout): [queue] visibility_timeout: 10s is not longer than [workers] fulfilment_timeout (20s)" \
+    assert_rc 0 "--check-config with more threads than fulfilment_concurrency"
+    assert_contains "$ERR" "warning: $T/w.conf:$(line_of "$T/w.conf" count): [workers] count: 4 threads, but fulfilment_concurrency is 2" \
         "the warning"
-    assert_contains "$ERR" "set it to at least 25s" "the warning's advice"
+    assert_contains "$ERR" "lower count or raise fulfilment_concurrency" "the warning's advice"
     start_orderd_conf "$T/w.conf"
-    assert_contains "$(grep WARN "$D_LOG")" "[queue] visibility_timeout: 10s is not longer" \
-        "the warning at start"
+    assert_contains "$(grep WARN "$D_LOG")" "[workers] count: 4 threads" "the warning at start"
     stop_orderd
 }
 

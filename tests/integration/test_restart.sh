@@ -48,8 +48,8 @@ SH
 }
 
 test_queued_orders_processed_after_restart() {
-    # one slow worker: most orders are still queued at SIGTERM
-    start_orderd workers.count=1 "workers.fulfilment_command=sleep 1"
+    # one slow fulfilment at a time: most orders are still queued at SIGTERM
+    start_orderd workers.count=1 workers.fulfilment_concurrency=1 "workers.fulfilment_command=sleep 1"
     local ids=() i
     for ((i = 0; i < 5; i++)); do
         post_order C-queued

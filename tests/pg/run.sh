@@ -24,7 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 export TEST_ORDERD_BIN="${TEST_ORDERD_BIN:-$root/build/orderd}"
 : "${TEST_PG_PARTS:=store integration nodes}"
-: "${TEST_PG_FILES:=api backpressure restart threaded_drain threaded_intake threaded_processing}"
+: "${TEST_PG_FILES:=api backpressure restart threaded_drain threaded_intake threaded_processing threaded_fulfilment_http}"
 : "${TEST_PG_PART_TIMEOUT:=900}"
 
 # shellcheck source-path=SCRIPTDIR

@@ -174,7 +174,7 @@ START_TEST(open_creates_schema)
              text, sizeof(text));
     ck_assert_str_eq(text, "dead_letters,heartbeat,idempotency_keys,orders,queue,queue_stats,"
                            "schema_version");
-    ck_assert_int_eq(sql_int("SELECT version FROM schema_version"), 2);
+    ck_assert_int_eq(sql_int("SELECT version FROM schema_version"), 3);
     ck_assert_int_eq(sql_int("SELECT count(*) FROM queue_stats"), STORE_PG_STATS_SLOTS);
     /* ULIDs sort and page the same whatever the database's locale. */
     sql_text("SELECT collation_name FROM information_schema.columns WHERE table_name = 'orders' "
@@ -194,7 +194,7 @@ START_TEST(open_refuses_newer_schema)
 {
     store_close(st);
     st = NULL;
-    sql_exec("UPDATE schema_version SET version = 3");
+    sql_exec("UPDATE schema_version SET version = 4");
     struct store_options o = pg_opts(dsn());
     struct store *s2 = NULL;
     ck_assert_int_eq(store_open(&o, &s2), STORE_EOPEN);

@@ -19,7 +19,7 @@ int main(void) {
     return f ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 EOC
-PKGS=(libmicrohttpd sqlite3 jansson libuv inih gnutls libpq check)
+PKGS=(libmicrohttpd sqlite3 jansson libuv inih gnutls libpq libcurl check)
 read -ra pkg_cflags <<<"$(pkg-config --cflags "${PKGS[@]}")"
 read -ra pkg_libs <<<"$(pkg-config --libs "${PKGS[@]}")"
 cc -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \

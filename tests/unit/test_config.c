@@ -958,8 +958,8 @@ END_TEST
 START_TEST(test_warnings)
 {
     struct config_errors w;
-    struct loaded *l = load_text("[queue]\nvisibility_timeout = 10s\n[workers]\n"
-                                 "fulfilment_command = /bin/slow\nfulfilment_timeout = 10s\n",
+    struct loaded *l = load_text("[workers]\ncount = 8\nfulfilment_url = http://x.test/\n"
+                                 "fulfilment_concurrency = 4\n",
                                  NULL);
 
     assert_ok(l);
@@ -968,25 +968,26 @@ START_TEST(test_warnings)
     ck_assert_uint_eq(w.count, 1);
     ck_assert_uint_eq(w.dropped, 0);
     ck_assert_uint_eq(w.items[0].line, 2);
-    ck_assert_str_eq(w.items[0].key, "visibility_timeout");
-    assert_contains(w.items[0].message,
-                    "10s is not longer than [workers] fulfilment_timeout (10s)");
-    assert_contains(w.items[0].message, "dead-lettered");
-    assert_contains(w.items[0].message, "set it to at least 15s");
+    ck_assert_str_eq(w.items[0].key, "count");
+    assert_contains(w.items[0].message, "8 threads, but fulfilment_concurrency is 4");
+    assert_contains(w.items[0].message, "only 4 of them run fulfilments");
     loaded_free(l);
 
     /* from the environment: named as the variable */
-    char *env[] = {"ORDERD_QUEUE_VISIBILITY_TIMEOUT=5s", NULL};
-    l = load_text("[workers]\nfulfilment_command = /bin/slow\n", env);
+    char *env[] = {"ORDERD_WORKERS_COUNT=3", NULL};
+    l = load_text("[workers]\nfulfilment_command = /bin/x\nfulfilment_concurrency = 2\n", env);
     config_warnings(&l->cfg, &w);
     ck_assert_uint_eq(w.count, 1);
-    ck_assert_str_eq(w.items[0].key, "ORDERD_QUEUE_VISIBILITY_TIMEOUT");
+    ck_assert_str_eq(w.items[0].key, "ORDERD_WORKERS_COUNT");
     loaded_free(l);
 
     static const char *const quiet[] = {
-        "[queue]\nvisibility_timeout = 5s\n",                     /* no command: no lease to lose */
-        "[workers]\nfulfilment_command = /bin/x\n",               /* 30s over 10s */
-        "[queue]\nvisibility_timeout = 11s\n[workers]\nfulfilment_command = x\n",
+        "[workers]\ncount = 8\nfulfilment_concurrency = 2\n", /* no fulfilment: no share */
+        "[workers]\nfulfilment_command = /bin/x\n",           /* 2 threads, 64 */
+        "[workers]\ncount = 4\nfulfilment_command = x\nfulfilment_concurrency = 4\n",
+        /* a lease shorter than the fulfilment is renewed while it runs */
+        "[queue]\nvisibility_timeout = 1s\n[workers]\nfulfilment_command = x\n"
+        "fulfilment_timeout = 1h\n",
     };
     for (size_t i = 0; i < sizeof(quiet) / sizeof(quiet[0]); i++) {
         l = load_text(quiet[i], NULL);

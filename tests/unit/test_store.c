@@ -44,6 +44,11 @@
 
 Suite *suite_store(void);
 
+/* The schema versions this build writes (store_sqlite.c, store_pg.c). */
+#define SCHEMA_SQLITE 4
+#define SCHEMA_PG 3
+#define SCHEMA_SQLITE_NEWER "5"
+
 #define T0 INT64_C(1700000000000)
 #define TTL_MS ((int64_t)IDEMPOTENCY_TTL_S * 1000)
 #define NO_LIMIT UINT64_MAX
@@ -483,7 +488,7 @@ START_TEST(open_creates_schema_and_private_file)
     snprintf(wal, sizeof(wal), "%s-wal", dbpath);
     if (access(wal, F_OK) == 0)
         ck_assert_uint_eq(file_mode(wal), 0600);
-    ck_assert_int_eq(sql_int(dbpath, "PRAGMA user_version"), 3);
+    ck_assert_int_eq(sql_int(dbpath, "PRAGMA user_version"), SCHEMA_SQLITE);
     sql_text(dbpath, "PRAGMA journal_mode", tables, sizeof(tables));
     ck_assert_str_eq(tables, "wal");
     sql_text(dbpath,
@@ -522,7 +527,7 @@ START_TEST(reopen_keeps_data_and_counts)
     ck_assert_int_eq(s.oldest_enqueued_at_ms, T0 + 2);
     ck_assert_int_eq(sql_int(dbpath, pg_dsn() ? "SELECT version FROM schema_version"
                                               : "PRAGMA user_version"),
-                     pg_dsn() ? 2 : 3);
+                     pg_dsn() ? SCHEMA_PG : SCHEMA_SQLITE);
     assert_order_state(b.text[0].id, T0 + 30, "dead_lettered", 1, "bad");
     for (size_t i = 1; i < b.n; i++)
         assert_order_state(b.text[i].id, T0 + 30, "queued", 0, NULL);
@@ -595,7 +600,7 @@ START_TEST(open_migrates_schema_1)
     sqlite3_close(db);
 
     open_store_at(old, &st);
-    ck_assert_int_eq(sql_int(old, "PRAGMA user_version"), 3);
+    ck_assert_int_eq(sql_int(old, "PRAGMA user_version"), SCHEMA_SQLITE);
     ck_assert_int_eq(sql_int(old, "SELECT instr(sql, 'status IN') = 0 AND "
                                   "instr(sql, 'status = ''queued'' OR') > 0 AND "
                                   "instr(sql, 'status = ''discarded''') > 0 "
@@ -626,7 +631,7 @@ START_TEST(open_migrates_schema_1)
     /* Opening again migrates nothing more. */
     store_close(st);
     open_store_at(old, &st);
-    ck_assert_int_eq(sql_int(old, "PRAGMA user_version"), 3);
+    ck_assert_int_eq(sql_int(old, "PRAGMA user_version"), SCHEMA_SQLITE);
     assert_order_state(id, T0 + 30, "completed", 1, NULL);
 }
 END_TEST
@@ -747,7 +752,7 @@ START_TEST(open_upgrades_dead_letters_to_history)
     open_store_at(old, &st);
     ck_assert_int_eq(sql_int(old, pg_dsn() ? "SELECT version FROM schema_version"
                                            : "PRAGMA user_version"),
-                     pg_dsn() ? 2 : 3);
+                     pg_dsn() ? SCHEMA_PG : SCHEMA_SQLITE);
     ck_assert_uint_eq(stats().dlq_depth, 2);
     assert_order_state(OLD_DEAD_1, T0 + 500, "dead_lettered", 3, "boom");
     assert_history(OLD_DEAD_1, T0 + 500, (struct history){0});
@@ -787,7 +792,7 @@ START_TEST(open_refuses_newer_schema)
     st = NULL;
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = 4", NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = " SCHEMA_SQLITE_NEWER, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
 
     struct store_options opts = {.path = dbpath, .durability = DURABILITY_FULL};
@@ -1471,6 +1476,39 @@ END_TEST
 
 /* ---- settle --------------------------------------------------------------------------------- */
 
+/* The fulfilment service's answer is kept with the completed order; one
+ * completed without an answer, or still queued, shows none. */
+START_TEST(settle_completed_keeps_fulfilment_result)
+{
+    struct order_text a, b;
+    struct store_message m[WORKER_BATCH_MAX];
+    enqueue_one(&a, T0, "alice");
+    enqueue_one(&b, T0 + 1, "bob");
+    ck_assert_uint_eq(claim(T0 + 10, 1000, 5, 2, m, NULL), 2);
+    struct store_settlement items[2] = {
+        {.order_id = a.id, .receipt = receipt_of(m, 2, a.id), .outcome = STORE_OUTCOME_COMPLETED,
+         .attempts = 1, .result_json = "{\"shipment_id\":\"S-1\"}"},
+        {.order_id = b.id, .receipt = receipt_of(m, 2, b.id), .outcome = STORE_OUTCOME_COMPLETED,
+         .attempts = 1},
+    };
+    struct store_order o;
+    ck_assert_int_eq(store_get_order(st, a.id, T0 + 20, &o), STORE_OK);
+    ck_assert_ptr_null(o.fulfilment_result);
+    store_order_clear(&o);
+    ck_assert_int_eq(store_settle(st, items, 2, T0 + 50), STORE_OK);
+    ck_assert_int_eq(items[0].result, STORE_OK);
+    ck_assert_int_eq(items[1].result, STORE_OK);
+    ck_assert_int_eq(store_get_order(st, a.id, T0 + 60, &o), STORE_OK);
+    ck_assert_str_eq(o.status, "completed");
+    ck_assert_str_eq(o.fulfilment_result, "{\"shipment_id\":\"S-1\"}");
+    store_order_clear(&o);
+    ck_assert_int_eq(store_get_order(st, b.id, T0 + 60, &o), STORE_OK);
+    ck_assert_ptr_null(o.fulfilment_result);
+    store_order_clear(&o);
+    messages_clear(m, 2);
+}
+END_TEST
+
 START_TEST(settle_completed_removes_message)
 {
     struct order_text t;
@@ -1666,6 +1704,46 @@ START_TEST(release_makes_visible_now_and_gives_back_the_receive)
     ck_assert_uint_eq(claim(after, 600000, 5, 1, m, NULL), 1);
     ck_assert_uint_eq(m[0].receive_count, 1);
     messages_clear(m, 1);
+}
+END_TEST
+
+/* A lease renewed while the work goes on keeps the message hidden past its
+ * first lease; a stale receipt renews nothing and says so. */
+START_TEST(extend_leases_keeps_message_hidden)
+{
+    int64_t now = ids_now_ms();
+    struct order_text a, b;
+    struct store_message m[WORKER_BATCH_MAX];
+    enqueue_one(&a, now - 2000, "alice");
+    enqueue_one(&b, now - 1000, "bob");
+    ck_assert_uint_eq(claim(now, 1000, 5, 2, m, NULL), 2);
+
+    struct store_lease leases[2] = {{m[0].order_id, m[0].receipt, 99},
+                                    {m[1].order_id, m[1].receipt ^ 1, 99}};
+    ck_assert_int_eq(store_extend_leases(st, leases, 2, now + 500, 1000), STORE_OK);
+    ck_assert_int_eq(leases[0].result, STORE_OK);
+    ck_assert_int_eq(leases[1].result, STORE_ESTALE);
+    messages_clear(m, 2);
+
+    /* at now + 1200 only the message whose lease was not renewed is back */
+    ck_assert_uint_eq(claim(now + 1200, 1000, 5, 2, m, NULL), 1);
+    ck_assert_str_eq(m[0].order_id, b.id);
+    messages_clear(m, 1);
+    int64_t when = 0;
+    ck_assert_int_eq(store_next_visible_ms(st, &when), STORE_OK);
+    ck_assert_int_eq(when, now + 1500);
+    ck_assert_uint_eq(claim(now + 1500, 1000, 5, 2, m, NULL), 1);
+    ck_assert_str_eq(m[0].order_id, a.id);
+    ck_assert_uint_eq(m[0].receive_count, 2);
+    messages_clear(m, 1);
+
+    /* renewing never shortens a lease */
+    ck_assert_uint_eq(claim(now + 20000, 60000, 5, 2, m, NULL), 2);
+    struct store_lease one = {m[0].order_id, m[0].receipt, 99};
+    ck_assert_int_eq(store_extend_leases(st, &one, 1, now + 20000, 10), STORE_OK);
+    ck_assert_int_eq(one.result, STORE_OK);
+    ck_assert_uint_eq(claim(now + 30000, 60000, 5, 2, m + 2, NULL), 0);
+    messages_clear(m, 2);
 }
 END_TEST
 
@@ -1911,7 +1989,7 @@ START_TEST(backup_copies_and_refuses_existing_destination)
     snprintf(dest, sizeof(dest), "%s/backup.db", dir);
     ck_assert_int_eq(store_backup(dbpath, dest), STORE_OK);
     ck_assert_uint_eq(file_mode(dest), 0600);
-    ck_assert_int_eq(sql_int(dest, "PRAGMA user_version"), 3);
+    ck_assert_int_eq(sql_int(dest, "PRAGMA user_version"), SCHEMA_SQLITE);
     char mode[16];
     sql_text(dest, "PRAGMA journal_mode", mode, sizeof(mode));
     ck_assert_str_eq(mode, "delete");
@@ -2180,11 +2258,13 @@ Suite *suite_store(void)
     tcase_add_test(tc, claim_dead_letters_after_max_receives);
     tcase_add_test(tc, claim_dead_letters_retried_last_receive);
     tcase_add_test(tc, settle_completed_removes_message);
+    tcase_add_test(tc, settle_completed_keeps_fulfilment_result);
     tcase_add_loop_test(tc, settle_with_stale_receipt_changes_nothing, 0, N_OF(outcomes));
     tcase_add_test(tc, settle_retry_delays_and_records_error);
     tcase_add_test(tc, settle_dead_letter_moves_message);
     tcase_add_test(tc, settle_batch_results_per_item);
     tcase_add_test(tc, release_makes_visible_now_and_gives_back_the_receive);
+    tcase_add_test(tc, extend_leases_keeps_message_hidden);
     tcase_add_test(tc, next_visible_is_the_earliest);
     suite_add_tcase(s, tc);
 

@@ -1,0 +1,85 @@
+/*
+ * worker_int.h — what worker.c and worker_inflight.c share, and nobody else:
+ * the workers' state, the verdict on one delivery and the steps both loops
+ * take (claim, decide, settle). Private to the worker module.
+ */
+#ifndef ORDERD_WORKER_INT_H
+#define ORDERD_WORKER_INT_H
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "bounds.h"
+#include "fulfilment.h"
+#include "fulfilment_http.h"
+#include "metrics.h"
+#include "store.h"
+#include "trace.h"
+#include "webhook.h"
+#include "worker.h"
+
+/* One worker thread. With a fulfilment it keeps up to cap messages in flight,
+ * sleeping in its multi handle's poll (workers_wake() wakes it there). */
+struct worker_thread {
+    struct workers *w;
+    pthread_t thread;
+    size_t cap;                   /* fulfilments in flight at most */
+    CURLM *multi;                 /* NULL without a fulfilment */
+};
+
+struct workers {
+    struct store *store;
+    struct metrics *metrics;
+    struct worker_options opts;
+    struct fulfilment_command command;  /* argc 0: no command */
+    struct webhook_secrets *secrets;    /* NULL: requests are not signed */
+    struct fulfilment_http_options http; /* url NULL: no HTTP fulfilment */
+    struct worker_thread threads[WORKER_COUNT_MAX];
+    uint32_t threads_wanted;      /* count, or fulfilment_concurrency when lower */
+    uint32_t started;
+
+    pthread_mutex_t lock;         /* guards everything below */
+    pthread_cond_t wake;
+    uint64_t generation;
+    bool stopping;
+    struct store_message *handoff; /* ring of WORKER_HANDOFF_MAX; NULL with a fulfilment */
+    size_t handoff_first, handoff_count, handoff_reserved;
+};
+
+/* Everything a worker decides about one delivery. */
+struct verdict {
+    struct store_settlement settlement;
+    char trace_id[TRACE_ID_HEX_LEN + 1];
+    char error[FULFILMENT_ERROR_MAX];
+    char *result_json;            /* kept with a completed order; freed after settling */
+};
+
+/* True when a fulfilment (command or URL) is part of processing. */
+bool workers_fulfil(const struct workers *w);
+bool workers_stopping(struct workers *w);
+uint64_t workers_generation(struct workers *w);
+
+/* Claims up to batch messages; *more when another claim may find more at once. */
+size_t workers_claim(struct workers *w, struct store_message *msgs, size_t batch, bool *more);
+
+/* Starts a verdict on m: fills the settlement's identity and the span. False
+ * (with the verdict made: dead letter) when the stored order fails validation. */
+bool verdict_begin(const struct store_message *m, struct trace_context *span, struct verdict *v);
+/* Completes the verdict from a fulfilment's result (enum fulfilment_result);
+ * retry_after_ms -1 when the service named no time. Takes result_json. */
+void verdict_conclude(struct workers *w, const struct store_message *m, int result,
+                      int64_t retry_after_ms, char *result_json, struct verdict *v);
+
+/* Settles n verdicts (WORKER_BATCH_MAX to a transaction), counts and logs them,
+ * frees their results. */
+void workers_settle(struct workers *w, struct verdict *v, size_t n);
+
+/* The order as a fulfilment sees it (the JSON of GET /orders/{id}, plus attempt). */
+char *worker_message_json(const struct store_message *m, const char *trace_id);
+
+/* The thread body when a fulfilment is set (worker_inflight.c). */
+void *worker_inflight_main(void *arg);
+
+#endif

@@ -41,9 +41,9 @@ struct fulfilment_http_options {
 
 /* What one request came to. */
 struct fulfilment_answer {
-    int result;                   /* enum fulfilment_result */
-    int64_t retry_after_ms;       /* -1: the answer named no time */
-    char *result_json;            /* FULFILMENT_OK with a small JSON body; caller frees */
+    int result;                       /* enum fulfilment_result */
+    int64_t retry_after_ms;           /* -1: the answer named no time */
+    char *result_json;                /* FULFILMENT_OK with a small JSON body; caller frees */
     char error[FULFILMENT_ERROR_MAX]; /* not OK: status line and a bounded body excerpt */
 };
 

@@ -26,11 +26,11 @@ struct fulfilment_http_call {
     int64_t timeout_ms;
     char curl_error[CURL_ERROR_SIZE];
     /* the answer, as captured */
-    char status_line[128];        /* of the last response (after any 1xx) */
+    char status_line[128]; /* of the last response (after any 1xx) */
     char retry_after[64];
     size_t header_bytes;
     bool headers_too_big;
-    char *answer;                 /* the first FULFILMENT_RESULT_MAX bytes of the body */
+    char *answer; /* the first FULFILMENT_RESULT_MAX bytes of the body */
     size_t answer_len, answer_seen;
     bool body_too_big;
 };
@@ -168,10 +168,10 @@ static int set_options(struct fulfilment_http_call *c, const struct fulfilment_h
 {
     CURL *e = c->easy;
     CURLcode rc = CURLE_OK;
-#define SET(opt, val)                                                                            \
-    do {                                                                                         \
-        if (rc == CURLE_OK)                                                                      \
-            rc = curl_easy_setopt(e, opt, val);                                                  \
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (rc == CURLE_OK)                                                                        \
+            rc = curl_easy_setopt(e, opt, val);                                                    \
     } while (0)
     SET(CURLOPT_URL, o->url);
     SET(CURLOPT_PROTOCOLS_STR, "http,https");
@@ -295,8 +295,7 @@ static void transfer_failed(const struct fulfilment_http_call *c, CURLcode code,
     a->result = FULFILMENT_FAILED;
     if (c->headers_too_big)
         snprintf(a->error, sizeof(a->error),
-                 "fulfilment request failed: answer headers over %d bytes",
-                 FULFILMENT_HEADERS_MAX);
+                 "fulfilment request failed: answer headers over %d bytes", FULFILMENT_HEADERS_MAX);
     else
         snprintf(a->error, sizeof(a->error), "fulfilment request failed: %s%s%s",
                  curl_easy_strerror(code), c->curl_error[0] ? ": " : "", c->curl_error);

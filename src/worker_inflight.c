@@ -41,25 +41,25 @@ struct flight {
     struct trace_context span;
     double started;
     int64_t lease_until_ms;
-    struct fulfilment_child *child;     /* a command, or */
-    struct fulfilment_http_call *call;  /* a request */
+    struct fulfilment_child *child;    /* a command, or */
+    struct fulfilment_http_call *call; /* a request */
 };
 
 struct inflight {
     struct workers *w;
     CURLM *multi;
     size_t cap, busy;
-    struct flight *flights;       /* cap of them */
-    struct verdict *done;         /* verdicts waiting to be settled */
+    struct flight *flights; /* cap of them */
+    struct verdict *done;   /* verdicts waiting to be settled */
     size_t n_done;
-    struct pollfd *fds;           /* cap * FULFILMENT_CHILD_FDS */
-    struct curl_waitfd *waitfds;  /* the same, as curl_multi_poll takes them */
+    struct pollfd *fds;          /* cap * FULFILMENT_CHILD_FDS */
+    struct curl_waitfd *waitfds; /* the same, as curl_multi_poll takes them */
     bool ask_store;
     uint64_t seen_generation;
     int64_t next_poll_ms;
 };
 
-#define WAIT_MAX_MS 1000          /* look at the clock and the store at least this often */
+#define WAIT_MAX_MS 1000 /* look at the clock and the store at least this often */
 
 /* ---- metrics ------------------------------------------------------------------- */
 
@@ -71,11 +71,16 @@ static enum metrics_fulfilment_kind kind_of(const struct inflight *in)
 static enum metrics_fulfilment_result metric_result(int result)
 {
     switch (result) {
-    case FULFILMENT_OK: return METRICS_FULFILMENT_OK;
-    case FULFILMENT_FAILED: return METRICS_FULFILMENT_FAILED;
-    case FULFILMENT_TIMEOUT: return METRICS_FULFILMENT_TIMEOUT;
-    case FULFILMENT_REJECTED: return METRICS_FULFILMENT_REJECTED;
-    default: return METRICS_FULFILMENT_ERROR;
+    case FULFILMENT_OK:
+        return METRICS_FULFILMENT_OK;
+    case FULFILMENT_FAILED:
+        return METRICS_FULFILMENT_FAILED;
+    case FULFILMENT_TIMEOUT:
+        return METRICS_FULFILMENT_TIMEOUT;
+    case FULFILMENT_REJECTED:
+        return METRICS_FULFILMENT_REJECTED;
+    default:
+        return METRICS_FULFILMENT_ERROR;
     }
 }
 
@@ -118,10 +123,7 @@ static int start_request(struct inflight *in, struct flight *f, const char *body
 }
 
 /* A verdict to fill; at most one per busy flight waits to be settled. */
-static struct verdict *next_done(struct inflight *in)
-{
-    return &in->done[in->n_done++];
-}
+static struct verdict *next_done(struct inflight *in) { return &in->done[in->n_done++]; }
 
 /* After its verdict is settled: the slot takes the next message. */
 static void release_flight(struct inflight *in, struct flight *f)
@@ -195,8 +197,8 @@ static void claim_and_start(struct inflight *in)
 
 /* ---- finishing -------------------------------------------------------------------- */
 
-static void finish_flight(struct inflight *in, struct flight *f, int result,
-                          int64_t retry_after_ms, char *result_json, const char *error)
+static void finish_flight(struct inflight *in, struct flight *f, int result, int64_t retry_after_ms,
+                          char *result_json, const char *error)
 {
     struct verdict *v = next_done(in);
     memcpy(v->trace_id, f->span.trace_id, sizeof(v->trace_id));

@@ -25,22 +25,22 @@
 struct worker_thread {
     struct workers *w;
     pthread_t thread;
-    size_t cap;                   /* fulfilments in flight at most */
-    CURLM *multi;                 /* NULL without a fulfilment */
+    size_t cap;   /* fulfilments in flight at most */
+    CURLM *multi; /* NULL without a fulfilment */
 };
 
 struct workers {
     struct store *store;
     struct metrics *metrics;
     struct worker_options opts;
-    struct fulfilment_command command;  /* argc 0: no command */
-    struct webhook_secrets *secrets;    /* NULL: requests are not signed */
+    struct fulfilment_command command;   /* argc 0: no command */
+    struct webhook_secrets *secrets;     /* NULL: requests are not signed */
     struct fulfilment_http_options http; /* url NULL: no HTTP fulfilment */
     struct worker_thread threads[WORKER_COUNT_MAX];
-    uint32_t threads_wanted;      /* count, or fulfilment_concurrency when lower */
+    uint32_t threads_wanted; /* count, or fulfilment_concurrency when lower */
     uint32_t started;
 
-    pthread_mutex_t lock;         /* guards everything below */
+    pthread_mutex_t lock; /* guards everything below */
     pthread_cond_t wake;
     uint64_t generation;
     bool stopping;
@@ -53,7 +53,7 @@ struct verdict {
     struct store_settlement settlement;
     char trace_id[TRACE_ID_HEX_LEN + 1];
     char error[FULFILMENT_ERROR_MAX];
-    char *result_json;            /* kept with a completed order; freed after settling */
+    char *result_json; /* kept with a completed order; freed after settling */
 };
 
 /* True when a fulfilment (command or URL) is part of processing. */

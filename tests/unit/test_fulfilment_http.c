@@ -72,10 +72,11 @@ START_TEST(abandoned_call_frees_everything)
     struct fulfilment_http_options o = {.url = "http://127.0.0.1:9/", .timeout_ms = 1000};
     struct fulfilment_http_call *c = NULL;
     char error[128];
-    ck_assert_int_eq(fulfilment_http_call_new(&o, "01ABCDEFGHJKMNPQRSTVWXYZ01",
-                                              "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01",
-                                              "{}", 2, &c, error, sizeof(error)),
-                     0);
+    ck_assert_int_eq(
+        fulfilment_http_call_new(&o, "01ABCDEFGHJKMNPQRSTVWXYZ01",
+                                 "00-0123456789abcdef0123456789abcdef-0123456789abcdef-01", "{}", 2,
+                                 &c, error, sizeof(error)),
+        0);
     ck_assert_ptr_nonnull(fulfilment_http_call_handle(c));
     fulfilment_http_call_abandon(c);
     fulfilment_http_call_abandon(NULL);

@@ -1729,9 +1729,12 @@ START_TEST(extend_leases_keeps_message_hidden)
     ck_assert_uint_eq(claim(now + 1200, 1000, 5, 2, m, NULL), 1);
     ck_assert_str_eq(m[0].order_id, b.id);
     messages_clear(m, 1);
-    int64_t when = 0;
-    ck_assert_int_eq(store_next_visible_ms(st, &when), STORE_OK);
-    ck_assert_int_eq(when, now + 1500);
+    if (!pg_dsn()) { /* postgres answers at most STORE_PG_POLL_MS ahead (store.h) */
+        int64_t when = 0;
+        ck_assert_int_eq(store_next_visible_ms(st, &when), STORE_OK);
+        ck_assert_int_eq(when, now + 1500);
+    }
+    ck_assert_uint_eq(claim(now + 1499, 1000, 5, 2, m, NULL), 0);
     ck_assert_uint_eq(claim(now + 1500, 1000, 5, 2, m, NULL), 1);
     ck_assert_str_eq(m[0].order_id, a.id);
     ck_assert_uint_eq(m[0].receive_count, 2);

@@ -31,7 +31,7 @@ DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libsqlite3-dev \
 DEB_TEST  := curl sqlite3 clang libclang-rt-14-dev systemd util-linux procps e2fsprogs \
              prometheus prometheus-alertmanager groff-base man-db nodejs shellcheck \
              chromium openssl postgresql strace jq python3
-DEB_BENCH := wrk nginx-light
+DEB_BENCH := wrk nginx-light curl sqlite3 python3
 
 PKGS := libmicrohttpd sqlite3 jansson libuv inih gnutls libpq libcurl
 CC ?= cc
@@ -56,7 +56,8 @@ MAIN_OBJ  := $(O)/obj/main.o
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNIT_OBJS := $(UNIT_SRCS:tests/unit/%.c=$(O)/obj/tests/%.o)
 
-.PHONY: all run test unit integration test-asan test-tsan test-static bench bench-scale fuzz \
+.PHONY: all run test unit integration test-asan test-tsan test-static bench bench-scale \
+        bench-fulfilment fuzz \
         install uninstall clean deps deps-test deps-bench format lint
 
 all: $(O)/orderd $(O)/mhd_static
@@ -83,6 +84,12 @@ $(O)/mhd_static: bench/mhd_static.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -o $@ $< $(LDLIBS_ALL)
+
+# bench/fulfilment.sh's ceiling for fulfilment_command: /bin/true started as src/fulfilment.c does
+$(O)/spawn_rate: bench/spawn_rate.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CPPFLAGS_ALL) $(CFLAGS_ALL) -o $@ $<
 
 $(O)/unit-tests: $(LIB_OBJS) $(UNIT_OBJS)
 	@$(if $(Q),echo "  LD      $@")
@@ -144,6 +151,10 @@ test-static: all
 
 bench: deps-bench all
 	bench/run.sh
+
+# processing rate of the workers, each row against its own ceiling (docs/performance.md)
+bench-fulfilment: deps-bench all $(O)/spawn_rate
+	BENCH_ORDERD_BIN=$(abspath $(O)/orderd) bench/fulfilment.sh
 
 # intake with 1, 2 and 3 nodes on one PostgreSQL (docs/scale-out.md)
 bench-scale: deps-bench deps-test all

@@ -65,6 +65,15 @@ void workers_unreserve(void *workers, size_t n);
 void workers_deliver(void *workers, struct store_message *msgs, size_t n);
 
 /*
+ * Reads the fulfilment secrets file again (SIGHUP: a secret rotation) and
+ * signs every request from now on with what it holds; *count is how many.
+ * On any error the secrets in use stay, with a log line. -EINVAL when
+ * requests are not signed (no fulfilment_url or secret file at start).
+ * Loop thread.
+ */
+int workers_reload_secrets(struct workers *w, const char *path, size_t *count);
+
+/*
  * Stops claiming, lets each worker finish the message it is processing (a
  * running fulfilment ends by itself or at its timeout), releases the leases
  * of claimed or delivered messages not yet processed, joins the threads,

@@ -493,6 +493,20 @@ static void warn_restart_needed(const struct config *old, const struct config *f
         log_warn(NULL, "reload: [queue]/[workers] changed; takes effect after a restart");
 }
 
+/* A secret rotation: the same secrets file, read again (its path changing
+ * needs a restart, as every [workers] key). */
+static void reload_secrets(struct daemon *d, const struct config *fresh)
+{
+    const char *path = d->cfg->fulfilment_secret_file;
+    size_t n = 0;
+    if (path == NULL || d->cfg->fulfilment_url == NULL ||
+        str_changed(path, fresh->fulfilment_secret_file))
+        return;
+    if (workers_reload_secrets(d->workers, path, &n) == 0)
+        log_info(NULL, "reload: signing fulfilment requests with the %zu secret%s of %s", n,
+                 n == 1 ? "" : "s", path);
+}
+
 static void reload(struct daemon *d)
 {
     notify_send("RELOADING=1");
@@ -522,6 +536,7 @@ static void reload(struct daemon *d)
             log_error(NULL, "reload: %s has errors; keeping the running keys", fresh.keys_file);
         }
     }
+    reload_secrets(d, &fresh);
     if (ratelimit_configure(d->ratelimit, fresh.rate, fresh.burst) != 0)
         log_error(NULL, "reload: rate limits not applied");
     log_configure(fresh.log_level, fresh.log_format);

@@ -4,7 +4,7 @@
  * share behind a load balancer. Chosen by [storage] backend = postgres; the
  * connection is [storage] dsn (a libpq connection string or URI).
  *
- * SCHEMA (schema_version 2) — store_sqlite.c's, column for column
+ * SCHEMA (schema_version 3) — store_sqlite.c's, column for column
  *
  *   orders(order_id PK, customer_id, items, status, attempts, created_at,
  *          processed_at, last_error, traceparent, redrives, redriven_at,

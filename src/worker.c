@@ -530,6 +530,12 @@ static int init_sync(struct workers *w)
         pthread_cond_destroy(&w->wake);
         return -rc;
     }
+    rc = pthread_rwlock_init(&w->secrets_lock, NULL);
+    if (rc != 0) {
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->wake);
+        return -rc;
+    }
     return 0;
 }
 
@@ -590,5 +596,27 @@ void workers_stop(struct workers *w)
     }
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->wake);
+    pthread_rwlock_destroy(&w->secrets_lock);
     free_workers(w);
+}
+
+int workers_reload_secrets(struct workers *w, const char *path, size_t *count)
+{
+    if (w->http.url == NULL || w->secrets == NULL)
+        return -EINVAL;
+    struct webhook_secrets *fresh = NULL;
+    char why[256];
+    int err = webhook_secrets_load(path, &fresh, why, sizeof(why));
+    if (err != 0) {
+        log_error(NULL, "reload: %s: %s; keeping the secrets in use", path, why);
+        return err;
+    }
+    pthread_rwlock_wrlock(&w->secrets_lock);
+    struct webhook_secrets *old = w->secrets;
+    w->secrets = fresh;
+    w->http.secrets = fresh;
+    pthread_rwlock_unlock(&w->secrets_lock);
+    webhook_secrets_free(old);
+    *count = webhook_secrets_count(fresh);
+    return 0;
 }

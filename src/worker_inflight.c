@@ -109,8 +109,10 @@ static int start_request(struct inflight *in, struct flight *f, const char *body
 {
     char tp[TRACEPARENT_LEN + 1];
     trace_format(&f->span, tp);
+    pthread_rwlock_rdlock(&in->w->secrets_lock); /* the secrets may be swapped (SIGHUP) */
     int err = fulfilment_http_call_new(&in->w->http, f->msg.order_id, tp, body, strlen(body),
                                        &f->call, error, size);
+    pthread_rwlock_unlock(&in->w->secrets_lock);
     if (err != 0)
         return err;
     if (curl_multi_add_handle(in->multi, fulfilment_http_call_handle(f->call)) != CURLM_OK) {

@@ -33,8 +33,12 @@ struct workers {
     struct store *store;
     struct metrics *metrics;
     struct worker_options opts;
-    struct fulfilment_command command;   /* argc 0: no command */
-    struct webhook_secrets *secrets;     /* NULL: requests are not signed */
+    struct fulfilment_command command; /* argc 0: no command */
+    /* Requests are signed with secrets (NULL: not signed); http.secrets is the
+     * same pointer. Both change only under secrets_lock taken for writing
+     * (workers_reload_secrets); a worker signs under it taken for reading. */
+    pthread_rwlock_t secrets_lock;
+    struct webhook_secrets *secrets;
     struct fulfilment_http_options http; /* url NULL: no HTTP fulfilment */
     struct worker_thread threads[WORKER_COUNT_MAX];
     uint32_t threads_wanted; /* count, or fulfilment_concurrency when lower */

@@ -77,6 +77,34 @@ test_success_headers_signature_and_result() {
     stop_orderd
 }
 
+# A rotation: the receiver knows only the new secret; SIGHUP makes orderd sign
+# with the file as it is now, old and new secret together.
+test_sighup_rereads_the_secrets() {
+    printf '%s\n' "$SECRET_A" >"$T/secrets"
+    printf '%s\n' "$SECRET_B" >"$T/receiver-secrets"
+    start_receiver --secrets "$T/receiver-secrets"
+    start_orderd "workers.fulfilment_url=http://127.0.0.1:$R_PORT/" \
+        "workers.fulfilment_secret_file=$T/secrets"
+    post_order ok-before
+    local before=$ORDER_ID
+    wait_until 60 "completed" order_is "$before" completed
+    assert_contains "$(request_of "$before")" '"verified": false' "signed with the old secret only"
+    printf '%s\n%s\n' "$SECRET_A" "$SECRET_B" >"$T/secrets"
+    kill -HUP "$D_PID"
+    wait_until 30 "the reload" grep -q "signing fulfilment requests with the 2 secrets" "$D_LOG"
+    post_order ok-after
+    wait_until 60 "completed" order_is "$ORDER_ID" completed
+    assert_contains "$(request_of "$ORDER_ID")" '"verified": true' "signed with the new secret too"
+    # a broken file is refused whole: the two secrets stay in use
+    printf 'not a secret\n' >"$T/secrets"
+    kill -HUP "$D_PID"
+    wait_until 30 "the refused reload" grep -q "keeping the secrets in use" "$D_LOG"
+    post_order ok-kept
+    wait_until 60 "completed" order_is "$ORDER_ID" completed
+    assert_contains "$(request_of "$ORDER_ID")" '"verified": true' "the secrets kept"
+    stop_orderd
+}
+
 test_non_json_answer_completes_without_result() {
     start_receiver
     start_orderd "workers.fulfilment_url=http://127.0.0.1:$R_PORT/"

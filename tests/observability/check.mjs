@@ -86,6 +86,10 @@ function dashboard(file, rulesOut) {
     ['orders per commit', /rate\(orderd_orders_received_total[^)]*\)\)? *\/ *sum\(rate\(orderd_intake_commits_total/],
     ['SQLite WAL size', /orderd_storage_wal_bytes/],
     ['checkpoints by result', /sum by \(result\) \(rate\(orderd_storage_checkpoints_total/],
+    ['fulfilment results', /rate\(orderd_fulfilment_results_total/],
+    ['fulfilment p99 by kind',
+      /histogram_quantile\(0\.99, sum by \(le, kind\) \(rate\(orderd_fulfilment_duration_seconds_bucket/],
+    ['fulfilments in flight', /orderd_fulfilment_in_flight/],
   ];
   for (const [what, re] of required) if (!has(re)) problem(`no panel queries the ${what}`);
 

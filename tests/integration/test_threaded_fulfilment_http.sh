@@ -276,8 +276,11 @@ test_slower_than_visibility_timeout_runs_once() {
 }
 
 test_kill9_mid_delivery_delivers_again_with_the_same_id() {
-    start_receiver
+    printf '%s\n' "$SECRET_A" >"$T/secrets"
+    printf '%s\n' "$SECRET_A" >"$T/receiver-secrets"
+    start_receiver --secrets "$T/receiver-secrets"
     start_orderd "workers.fulfilment_url=http://127.0.0.1:$R_PORT/" \
+        "workers.fulfilment_secret_file=$T/secrets" \
         queue.visibility_timeout=1s workers.fulfilment_timeout=20s
     local ids=() i
     for ((i = 0; i < 6; i++)); do
@@ -289,14 +292,18 @@ test_kill9_mid_delivery_delivers_again_with_the_same_id() {
     wait_exit >/dev/null
     start_orderd_conf "$D_CONF"
     wait_until 120 "six orders completed" all_orders_are completed "${ids[@]}"
-    local id
+    local id lines
     for id in "${ids[@]}"; do
-        assert_eq "$(received "$id")" 2 "requests for $id (once before the kill, once after)"
-        assert_eq "$(grep "\"order_id\": \"$id\"" "$R_LOG" | grep -c "\"webhook-id\": \"$id\"")" 0 \
-            "webhook-id without a secret file"
-        assert_eq "$(grep "\"order_id\": \"$id\"" "$R_LOG" | grep -c "\"idempotency-key\": \"$id\"")" 2 \
+        lines=$(grep "\"order_id\": \"$id\"" "$R_LOG")
+        assert_eq "$(wc -l <<<"$lines")" 2 "requests for $id (once before the kill, once after)"
+        assert_eq "$(grep -c "\"webhook-id\": \"$id\"" <<<"$lines")" 2 "the same webhook-id both times"
+        assert_eq "$(grep -c "\"idempotency-key\": \"$id\"" <<<"$lines")" 2 \
             "the same Idempotency-Key both times"
+        assert_eq "$(grep -c '"verified": true' <<<"$lines")" 2 "signed both times"
+        http GET "/orders/$id"
+        assert_eq "$(json_raw attempts)" 2 "attempts of $id: the delivery cut by the kill counts"
     done
+    assert_metric orderd_orders_processed_total 6 "orders completed once, by the second daemon"
     stop_orderd
 }
 

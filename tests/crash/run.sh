@@ -98,7 +98,9 @@ echo "$ORDER_ID" >>"$1/fulfilled"
 EOF
     chmod +x "$cmd"
     : >"$T/fulfilled"
-    start_orderd queue.visibility_timeout=2s workers.count=4 "workers.fulfilment_command=$cmd $T"
+    # 4 in flight at a time, 0.3 s each: a backlog is still queued at the kill
+    start_orderd queue.visibility_timeout=2s workers.count=4 workers.fulfilment_concurrency=4 \
+        "workers.fulfilment_command=$cmd $T"
     local conf=$D_CONF c pids=()
     for ((c = 0; c < 4; c++)); do
         load_client "$T/client.$c" 10 "$T/never" "PC-$c" &

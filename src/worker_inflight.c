@@ -55,11 +55,17 @@ struct inflight {
     struct pollfd *fds;          /* cap * FULFILMENT_CHILD_FDS */
     struct curl_waitfd *waitfds; /* the same, as curl_multi_poll takes them */
     bool ask_store;
+    double last_claim_at; /* monotonic: the last claim */
+    double first_done_at; /* monotonic: the oldest verdict waiting */
     uint64_t seen_generation;
     int64_t next_poll_ms;
 };
 
 #define WAIT_MAX_MS 1000 /* look at the clock and the store at least this often */
+/* A free slot or a verdict waits this long for others to share its claim or
+ * settle transaction, unless enough are together already (a quarter of the
+ * slots) or nothing else is running; short next to any fulfilment. */
+#define GATHER_S 0.002
 
 /* ---- metrics ------------------------------------------------------------------- */
 
@@ -171,12 +177,23 @@ static struct flight *free_flight(struct inflight *in)
     return NULL;
 }
 
+/* Enough room to claim now: a quarter of the slots, or nothing running, or
+ * the first free slot has waited GATHER_S. */
+static bool claim_gathered(const struct inflight *in, double now)
+{
+    size_t room = in->cap - in->busy;
+    return room * 4 >= in->cap || in->busy == in->n_done || now - in->last_claim_at >= GATHER_S;
+}
+
 /* Claims what there is room for and starts each. */
 static void claim_and_start(struct inflight *in)
 {
     size_t room = in->cap - in->busy;
-    if (room == 0 || !(in->ask_store || ids_now_ms() >= in->next_poll_ms))
+    double now = ids_monotonic_seconds();
+    if (room == 0 || !(in->ask_store || ids_now_ms() >= in->next_poll_ms) ||
+        !claim_gathered(in, now))
         return;
+    in->last_claim_at = now;
     struct store_message msgs[WORKER_BATCH_MAX];
     size_t want = room < WORKER_BATCH_MAX ? room : WORKER_BATCH_MAX;
     size_t n = workers_claim(in->w, msgs, want, &in->ask_store);
@@ -267,9 +284,13 @@ static void finish_requests(struct inflight *in)
  * Settles every verdict waiting. The settlements name their orders through
  * the flights' messages, which are released only afterwards.
  */
-static void settle_done(struct inflight *in)
+static void settle_done(struct inflight *in, bool now)
 {
     if (in->n_done == 0)
+        return;
+    bool gathered = in->n_done * 4 >= in->cap || in->n_done == in->busy ||
+                    ids_monotonic_seconds() - in->first_done_at >= GATHER_S;
+    if (!now && !gathered)
         return;
     workers_settle(in->w, in->done, in->n_done);
     in->n_done = 0;
@@ -343,9 +364,15 @@ static int wait_ms(struct inflight *in)
         int64_t renew = f->lease_until_ms - half - now_ms;
         wait = renew < wait ? renew : wait;
     }
+    if (in->n_done > 0) {
+        int64_t d = (int64_t)((in->first_done_at + GATHER_S - now) * 1000) + 1;
+        wait = d < wait ? d : wait;
+    }
     if (in->busy < in->cap) {
-        if (in->ask_store)
-            return 0;
+        if (in->ask_store) {
+            int64_t d = (int64_t)((in->last_claim_at + GATHER_S - now) * 1000) + 1;
+            return claim_gathered(in, now) || d < 0 ? 0 : (int)(d < wait ? d : wait);
+        }
         int64_t due = 0;
         if (store_next_visible_ms(in->w->store, &due) == STORE_OK)
             wait = due - now_ms < wait ? due - now_ms : wait;
@@ -356,7 +383,7 @@ static int wait_ms(struct inflight *in)
 static void wait_for_events(struct inflight *in)
 {
     size_t nfds = gather_fds(in);
-    int timeout = in->n_done > 0 ? 0 : wait_ms(in);
+    int timeout = wait_ms(in);
     for (size_t i = 0; i < nfds; i++)
         in->waitfds[i] = (struct curl_waitfd){in->fds[i].fd, in->fds[i].events, 0};
     if (curl_multi_poll(in->multi, in->waitfds, (unsigned)nfds, timeout, NULL) != CURLM_OK)
@@ -417,11 +444,11 @@ void *worker_inflight_main(void *arg)
         notice_wakes(&in);
         if (!stop)
             claim_and_start(&in);
-        settle_done(&in);
+        settle_done(&in, stop);
         if (in.busy == 0 && stop)
             break;
         wait_for_events(&in);
-        settle_done(&in);
+        settle_done(&in, stop);
         extend_leases(&in);
     }
     inflight_free(&in);

@@ -6,12 +6,15 @@
  * (store_pg.c, several orderd nodes on one database). Every other function is
  * one call through the backend's table of operations (src/store_int.h), so
  * callers never know which one serves them. What does not depend on the
- * backend lives here: error names and freeing the structs a read returns.
+ * backend lives here: error names, freeing the structs a read returns, and
+ * the queue's policy that both backends apply (status names, what a listing
+ * filter looks for, why an exhausted lease dead-letters: store_int.h).
  *
  * Threads: no state of its own; each backend says which thread may call what
  * (any thread, for both).
  */
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -216,4 +219,39 @@ void store_dead_letters_free(struct store_dead_letter *d, size_t n)
         free(d[i].last_error);
     }
     free(d);
+}
+
+/* ---- the queue's policy ---------------------------------------------------- */
+
+const char *store_status_constant(const char *s)
+{
+    static const char *const names[] = {"queued", "processing", "completed", "dead_lettered",
+                                        "discarded"};
+    for (size_t i = 0; s != NULL && i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(s, names[i]) == 0)
+            return names[i];
+    return "queued";
+}
+
+const char *store_stored_status(const char *shown)
+{
+    return shown && strcmp(shown, "processing") == 0 ? "queued" : shown;
+}
+
+enum store_list_variant store_list_variant(const struct store_order_filter *f)
+{
+    if (f->customer_id && f->status)
+        return STORE_LIST_BOTH;
+    if (f->customer_id)
+        return STORE_LIST_CUSTOMER;
+    if (f->status)
+        return STORE_LIST_STATUS;
+    return STORE_LIST_ALL;
+}
+
+void store_lease_exhausted_reason(char *out, size_t size, uint32_t max_receives,
+                                  const char *last_error)
+{
+    snprintf(out, size, "lease expired on the last of %u receives%s%s", max_receives,
+             last_error ? "; last error: " : "", last_error ? last_error : "");
 }

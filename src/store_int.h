@@ -63,6 +63,32 @@ struct store {
     const struct store_ops *ops;
 };
 
+/* ---- the queue's policy, the same for every backend (store.c) ---------- */
+
+/* The status constant (store_order.status) a stored or derived status string
+ * names: "queued" "processing" "completed" "dead_lettered" "discarded";
+ * "queued" for anything else. */
+const char *store_status_constant(const char *s);
+
+/* The status a listing's filter looks for in the orders table: "processing"
+ * is stored as "queued" (a lease makes the difference); others as they are. */
+const char *store_stored_status(const char *shown);
+
+/* Which listing a filter needs: each backend has one statement per variant,
+ * in this order. */
+enum store_list_variant {
+    STORE_LIST_ALL,
+    STORE_LIST_CUSTOMER,
+    STORE_LIST_STATUS,
+    STORE_LIST_BOTH,
+};
+enum store_list_variant store_list_variant(const struct store_order_filter *f);
+
+/* Why a message is dead-lettered when its last lease (receive number
+ * max_receives) ran out without a verdict; last_error may be NULL. */
+void store_lease_exhausted_reason(char *out, size_t size, uint32_t max_receives,
+                                  const char *last_error);
+
 /* Backend constructors, called by store_open(); same contract as store_open. */
 int store_sqlite_open(const struct store_options *opts, struct store **out);
 int store_pg_open(const struct store_options *opts, struct store **out);

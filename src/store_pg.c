@@ -229,7 +229,7 @@ enum pstmt {
     S_IDEM_PRUNE,
     S_HEARTBEAT,
     S_GET_ORDER,
-    S_LIST_ALL,
+    S_LIST_ALL, /* these four in the order of enum store_list_variant */
     S_LIST_CUSTOMER,
     S_LIST_STATUS,
     S_LIST_BOTH,
@@ -1139,23 +1139,13 @@ static int pgs_enqueue_batch(struct store *base, struct store_new_order *orders,
 
 /* ---- reads ------------------------------------------------------------- */
 
-static const char *status_constant(const char *s)
-{
-    static const char *const names[] = {"queued", "processing", "completed", "dead_lettered",
-                                        "discarded"};
-    for (size_t i = 0; s != NULL && i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcmp(s, names[i]) == 0)
-            return names[i];
-    return "queued";
-}
-
 static int read_order_row(const PGresult *r, int row, struct store_order *o)
 {
     memset(o, 0, sizeof(*o));
     col_copy(r, row, 0, o->order_id, sizeof(o->order_id));
     o->customer_id = col_dup(r, row, 1);
     o->items_json = col_dup(r, row, 2);
-    o->status = status_constant(PQgetvalue(r, row, 3));
+    o->status = store_status_constant(PQgetvalue(r, row, 3));
     o->attempts = (uint32_t)col_i64(r, row, 4);
     o->created_at_ms = col_i64(r, row, 5);
     o->processed_at_ms = col_i64(r, row, 6);
@@ -1192,21 +1182,10 @@ static int pgs_get_order(struct store *base, const char *order_id, int64_t now_m
     return err;
 }
 
-static enum pstmt list_variant(const struct store_order_filter *f)
+/* The listing statement of a filter: S_LIST_ALL + the variant (same order). */
+static enum pstmt list_stmt(const struct store_order_filter *f)
 {
-    if (f->customer_id && f->status)
-        return S_LIST_BOTH;
-    if (f->customer_id)
-        return S_LIST_CUSTOMER;
-    if (f->status)
-        return S_LIST_STATUS;
-    return S_LIST_ALL;
-}
-
-/* 'processing' orders are stored as 'queued'. */
-static const char *stored_status(const char *shown)
-{
-    return shown && strcmp(shown, "processing") == 0 ? "queued" : shown;
+    return (enum pstmt)(S_LIST_ALL + (int)store_list_variant(f));
 }
 
 static int pgs_list_orders(struct store *base, const struct store_order_filter *f, int64_t now_ms,
@@ -1221,12 +1200,12 @@ static int pgs_list_orders(struct store *base, const struct store_order_filter *
     if (f->customer_id)
         params[nparams++] = f->customer_id;
     if (f->status)
-        params[nparams++] = stored_status(f->status);
+        params[nparams++] = store_stored_status(f->status);
     struct store_order *rows = calloc(f->limit, sizeof(*rows));
     if (rows == NULL)
         return STORE_ENOMEM;
     PGresult *res = NULL;
-    int err = pool_query(s, list_variant(f), nparams, params, "list orders", &res);
+    int err = pool_query(s, list_stmt(f), nparams, params, "list orders", &res);
     size_t count = 0;
     for (int r = 0; err == STORE_OK && r < PQntuples(res) && count < f->limit; r++) {
         err = read_order_row(res, r, &rows[count]);
@@ -1373,13 +1352,6 @@ static int settle_exec(struct pg_conn *c, struct store_settlement *items, size_t
     return STORE_OK;
 }
 
-/* Its last lease expired on receive number max_receives: why it is dead-lettered. */
-static void exhausted_reason(char *why, size_t size, uint32_t max_receives, const char *last)
-{
-    snprintf(why, size, "lease expired on the last of %u receives%s%s", max_receives,
-             last ? "; last error: " : "", last ? last : "");
-}
-
 /* Dead-letters the exhausted messages of one claim, under its receipt. */
 static void claim_dead_letter(struct pg_conn *c, const PGresult *res, int rows,
                               const bool *exhausted, int64_t receipt, uint32_t max_receives,
@@ -1393,8 +1365,8 @@ static void claim_dead_letter(struct pg_conn *c, const PGresult *res, int rows,
     for (int r = 0; r < rows; r++) {
         if (!exhausted[r])
             continue;
-        exhausted_reason(whys[m], sizeof(whys[m]), max_receives,
-                         PQgetisnull(res, r, 3) ? NULL : PQgetvalue(res, r, 3));
+        store_lease_exhausted_reason(whys[m], sizeof(whys[m]), max_receives,
+                                     PQgetisnull(res, r, 3) ? NULL : PQgetvalue(res, r, 3));
         items[m] = (struct store_settlement){
             .order_id = PQgetvalue(res, r, 0),
             .receipt = receipt,

@@ -236,7 +236,7 @@ static const char *const wstmt_sql[W_COUNT] = {
 /* Statements of a reader connection. */
 enum rstmt {
     R_GET_ORDER,
-    R_LIST_ALL,
+    R_LIST_ALL, /* these four in the order of enum store_list_variant */
     R_LIST_CUSTOMER,
     R_LIST_STATUS,
     R_LIST_BOTH,
@@ -1050,23 +1050,13 @@ fail_all:
 
 /* ---- reads ------------------------------------------------------------- */
 
-static const char *status_constant(const unsigned char *s)
-{
-    static const char *const names[] = {"queued", "processing", "completed", "dead_lettered",
-                                        "discarded"};
-    for (size_t i = 0; s != NULL && i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcmp((const char *)s, names[i]) == 0)
-            return names[i];
-    return "queued";
-}
-
 static int read_order_row(sqlite3_stmt *st, struct store_order *o)
 {
     memset(o, 0, sizeof(*o));
     copy_column(st, 0, o->order_id, sizeof(o->order_id));
     o->customer_id = dup_column(st, 1);
     o->items_json = dup_column(st, 2);
-    o->status = status_constant(sqlite3_column_text(st, 3));
+    o->status = store_status_constant((const char *)sqlite3_column_text(st, 3));
     o->attempts = (uint32_t)sqlite3_column_int64(st, 4);
     o->created_at_ms = sqlite3_column_int64(st, 5);
     o->processed_at_ms = sqlite3_column_int64(st, 6);
@@ -1112,21 +1102,10 @@ static int sq_get_order(struct store *base, const char *order_id, int64_t now_ms
     return err;
 }
 
-static enum rstmt list_variant(const struct store_order_filter *f)
+/* The listing statement of a filter: R_LIST_ALL + the variant (same order). */
+static enum rstmt list_stmt(const struct store_order_filter *f)
 {
-    if (f->customer_id && f->status)
-        return R_LIST_BOTH;
-    if (f->customer_id)
-        return R_LIST_CUSTOMER;
-    if (f->status)
-        return R_LIST_STATUS;
-    return R_LIST_ALL;
-}
-
-/* 'processing' orders are stored as 'queued'. */
-static const char *stored_status(const char *shown)
-{
-    return shown && strcmp(shown, "processing") == 0 ? "queued" : shown;
+    return (enum rstmt)(R_LIST_ALL + (int)store_list_variant(f));
 }
 
 static int sq_list_orders(struct store *base, const struct store_order_filter *f, int64_t now_ms,
@@ -1138,14 +1117,14 @@ static int sq_list_orders(struct store *base, const struct store_order_filter *f
     if (rows == NULL)
         return STORE_ENOMEM;
     struct reader *r = reader_acquire(s);
-    sqlite3_stmt *st = r->stmts[list_variant(f)];
+    sqlite3_stmt *st = r->stmts[list_stmt(f)];
     sqlite3_bind_int64(st, 1, now_ms);
     bind_text(st, 2, f->before_id);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)f->limit);
     if (f->customer_id)
         bind_text(st, 4, f->customer_id);
     if (f->status) {
-        bind_text(st, 5, stored_status(f->status));
+        bind_text(st, 5, store_stored_status(f->status));
         bind_text(st, 6, f->status);
     } else {
         sqlite3_bind_null(st, 6);
@@ -1366,8 +1345,7 @@ static int claim_one(struct sq_store *s, const struct claimed_row *row, int64_t 
     if (row->receive_count > max_receives) {
         /* Its last lease expired without a verdict: dead-letter, never deliver again. */
         char why[STORE_ERROR_TEXT_MAX];
-        snprintf(why, sizeof(why), "lease expired on the last of %u receives%s%s", max_receives,
-                 row->last_error ? "; last error: " : "", row->last_error ? row->last_error : "");
+        store_lease_exhausted_reason(why, sizeof(why), max_receives, row->last_error);
         int64_t enq = 0;
         int rc = delete_leased(s, row->order_id, receipt, &enq);
         if (rc == SQLITE_OK)

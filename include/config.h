@@ -19,9 +19,7 @@
 
 #include "bounds.h"
 #include "log.h"
-
-enum store_backend { STORE_BACKEND_SQLITE, STORE_BACKEND_POSTGRES };
-enum durability { DURABILITY_FULL, DURABILITY_NORMAL };
+#include "store.h" /* enum store_backend, enum durability */
 
 /* Where a key got its value; config.c's own bookkeeping, read through config_key_error(). */
 struct config_origin {

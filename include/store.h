@@ -26,7 +26,10 @@
 #include <stdint.h>
 
 #include "bounds.h"
-#include "config.h"
+
+/* Which backend serves the store, and what a 202 promises ([storage] keys). */
+enum store_backend { STORE_BACKEND_SQLITE, STORE_BACKEND_POSTGRES };
+enum durability { DURABILITY_FULL, DURABILITY_NORMAL };
 
 enum store_error {
     STORE_OK = 0,

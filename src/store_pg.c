@@ -8,7 +8,7 @@
  *
  *   orders(order_id PK, customer_id, items, status, attempts, created_at,
  *          processed_at, last_error, traceparent, redrives, redriven_at,
- *          previous_attempts, previous_error, discarded_at)
+ *          previous_attempts, previous_error, discarded_at, fulfilment_result)
  *   queue(seq PK, order_id UNIQUE, enqueued_at, visible_at, receive_count,
  *         receipt, last_error)
  *   dead_letters(order_id PK, attempts, last_error, enqueued_at, dead_lettered_at)
@@ -26,7 +26,9 @@
  *   'completed' | 'dead_lettered' | 'discarded'; "processing" is derived
  *   exactly as in SQLite: a queued order whose message holds a live lease.
  *   Version 2 added the order's history through the dead-letter queue
- *   (redrives .. discarded_at, and 'discarded'), as SQLite's version 3.
+ *   (redrives .. discarded_at, and 'discarded'), as SQLite's version 3;
+ *   version 3 the fulfilment service's answer (fulfilment_result), as
+ *   SQLite's version 4.
  *
  * STATES AND TRANSITIONS are those written at the top of store_sqlite.c, with
  * the same fencing: settle and release act only under the current receipt
@@ -46,8 +48,9 @@
  *             a crash there only delays the dead-lettering.
  *   settle    completed / retry / dead letter for the whole batch at once;
  *             the rows it returns are the settlements whose receipt matched.
- *   release, redrive (one, or batches of 500 with SKIP LOCKED; the order's
- *             failed run moves to previous_*), delete (the order: discarded).
+ *   release, extend leases (the rows still under their receipt), redrive
+ *             (one, or batches of 500 with SKIP LOCKED; the order's failed run
+ *             moves to previous_*), delete (the order: discarded).
  *
  * MAX_DEPTH. The enqueue statement reads the depth (the sum of queue_stats)
  * and writes nothing when depth + batch > max_depth; the batch is then

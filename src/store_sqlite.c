@@ -35,6 +35,8 @@
  *   claim of a message whose receive_count already reached max_receives (its
  *                last lease expired): -> dead_letters, never delivered again.
  *   release (drain)     leased -> visible now, receive_count -= 1.
+ *   extend lease        leased -> leased longer (visible_at never moves
+ *                earlier): a fulfilment still running keeps its message.
  *   redrive      dead_letters -> visible, receive_count 0, order queued again;
  *                the order's attempts and last_error move to previous_attempts
  *                and previous_error, redrives += 1, redriven_at = now.

@@ -1502,6 +1502,25 @@ static int pgs_settle(struct store *base, struct store_settlement *items, size_t
     return err;
 }
 
+/*
+ * Runs which with $1 the order ids and $2 the receipts the caller put in a[0]
+ * and a[1] (freed here), and $3 the time t; *res, when not NULL, gets the rows.
+ */
+static int run_on_receipts(struct pg_store *s, enum pstmt which, struct strbuf a[2], int64_t t,
+                           const char *where, PGresult **res)
+{
+    struct num tn;
+    const char *params[] = {arr_end(&a[0]), arr_end(&a[1]), num(&tn, t)};
+    PGresult *r = NULL;
+    int err = params[0] && params[1] ? pool_query(s, which, 3, params, where, &r) : STORE_ENOMEM;
+    arrs_free(a, 2);
+    if (res != NULL)
+        *res = r;
+    else
+        PQclear(r);
+    return err;
+}
+
 static int pgs_release(struct store *base, const struct store_message *msgs, size_t n,
                        int64_t now_ms)
 {
@@ -1514,16 +1533,7 @@ static int pgs_release(struct store *base, const struct store_message *msgs, siz
         arr_text(&a[0], msgs[i].order_id);
         arr_i64(&a[1], msgs[i].receipt);
     }
-    struct num now;
-    const char *params[] = {arr_end(&a[0]), arr_end(&a[1]), num(&now, now_ms)};
-    struct pg_conn *c = NULL;
-    int err = params[0] && params[1] ? pool_acquire(s, &c) : STORE_ENOMEM;
-    if (err == STORE_OK) {
-        err = run_cmd(c, S_RELEASE, 3, params, "release", NULL);
-        pool_release(s, c);
-    }
-    arrs_free(a, 2);
-    return err;
+    return run_on_receipts(s, S_RELEASE, a, now_ms, "release", NULL);
 }
 
 /* Marks each lease STORE_OK when its order is among the rows the UPDATE returned. */
@@ -1550,15 +1560,11 @@ static int pgs_extend_leases(struct store *base, struct store_lease *items, size
         arr_text(&a[0], items[i].order_id);
         arr_i64(&a[1], items[i].receipt);
     }
-    struct num until;
-    const char *params[] = {arr_end(&a[0]), arr_end(&a[1]), num(&until, now_ms + lease_ms)};
     PGresult *res = NULL;
-    int err = params[0] && params[1] ? pool_query(s, S_EXTEND, 3, params, "extend leases", &res)
-                                     : STORE_ENOMEM;
+    int err = run_on_receipts(s, S_EXTEND, a, now_ms + lease_ms, "extend leases", &res);
     if (err == STORE_OK)
         mark_extended(res, items, n);
     PQclear(res);
-    arrs_free(a, 2);
     return err;
 }
 

@@ -177,7 +177,6 @@ enum wstmt {
     W_DLQ_ORDER,
     W_RELEASE,
     W_EXTEND,
-    W_REDRIVE_DELETE,
     W_REDRIVE_QUEUE,
     W_REDRIVE_ORDER,
     W_REDRIVE_NEXT,
@@ -221,7 +220,6 @@ static const char *const wstmt_sql[W_COUNT] = {
                   "receive_count = max(receive_count - 1, 0) WHERE order_id = ?1 AND receipt = ?2",
     [W_EXTEND] = "UPDATE queue SET visible_at = max(visible_at, ?3) "
                  "WHERE order_id = ?1 AND receipt = ?2",
-    [W_REDRIVE_DELETE] = "DELETE FROM dead_letters WHERE order_id = ?1",
     [W_REDRIVE_QUEUE] = "INSERT INTO queue(order_id, enqueued_at, visible_at) VALUES (?1, ?2, ?2)",
     /* The right-hand sides read the row as it was: the failed run moves to previous_*. */
     [W_REDRIVE_ORDER] = "UPDATE orders SET status='queued', redrives=redrives+1, redriven_at=?2, "
@@ -1584,17 +1582,24 @@ static int sq_list_dead_letters(struct store *base, const char *before_id, size_
     return STORE_OK;
 }
 
+/* Deletes one dead letter's row; SQLITE_NOTFOUND when there is none. */
+static int delete_dead_letter_row(struct sq_store *s, const char *order_id)
+{
+    sqlite3_stmt *st = wstmt(s, W_DLQ_DELETE);
+    bind_text(st, 1, order_id);
+    int rc = exec_stmt(st);
+    if (rc == SQLITE_OK && sqlite3_changes(s->writer) == 0)
+        return SQLITE_NOTFOUND;
+    return rc;
+}
+
 /* Inside a transaction: dead letter -> queue. SQLITE_NOTFOUND when absent. */
 static int redrive_one(struct sq_store *s, const char *order_id, int64_t now_ms)
 {
-    sqlite3_stmt *st = wstmt(s, W_REDRIVE_DELETE);
-    bind_text(st, 1, order_id);
-    int rc = exec_stmt(st);
+    int rc = delete_dead_letter_row(s, order_id);
     if (rc != SQLITE_OK)
         return rc;
-    if (sqlite3_changes(s->writer) == 0)
-        return SQLITE_NOTFOUND;
-    st = wstmt(s, W_REDRIVE_QUEUE);
+    sqlite3_stmt *st = wstmt(s, W_REDRIVE_QUEUE);
     bind_text(st, 1, order_id);
     sqlite3_bind_int64(st, 2, now_ms);
     rc = exec_stmt(st);
@@ -1678,14 +1683,10 @@ static int sq_redrive_all(struct store *base, int64_t now_ms, uint64_t *moved)
 /* Inside a transaction: dead letter -> gone, order discarded. SQLITE_NOTFOUND when absent. */
 static int discard_one(struct sq_store *s, const char *order_id, int64_t now_ms)
 {
-    sqlite3_stmt *st = wstmt(s, W_DLQ_DELETE);
-    bind_text(st, 1, order_id);
-    int rc = exec_stmt(st);
+    int rc = delete_dead_letter_row(s, order_id);
     if (rc != SQLITE_OK)
         return rc;
-    if (sqlite3_changes(s->writer) == 0)
-        return SQLITE_NOTFOUND;
-    st = wstmt(s, W_DISCARD_ORDER);
+    sqlite3_stmt *st = wstmt(s, W_DISCARD_ORDER);
     bind_text(st, 1, order_id);
     sqlite3_bind_int64(st, 2, now_ms);
     return exec_stmt(st);

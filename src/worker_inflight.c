@@ -43,6 +43,7 @@ struct flight {
     int64_t lease_until_ms;
     struct fulfilment_child *child;    /* a command, or */
     struct fulfilment_http_call *call; /* a request */
+    size_t fd_first, fd_count;         /* the child's slice of inflight.fds this turn */
 };
 
 struct inflight {
@@ -235,11 +236,13 @@ static void finish_flight(struct inflight *in, struct flight *f, int result, int
     metrics_fulfilment_in_flight_add(in->w->metrics, -1);
 }
 
-static void finish_children(struct inflight *in, size_t nfds)
+/* polled: the poll filled in revents (else only the clock counts this turn). */
+static void finish_children(struct inflight *in, bool polled)
 {
     for (size_t i = 0; i < in->cap; i++) {
         struct flight *f = &in->flights[i];
-        if (!f->busy || f->child == NULL || !fulfilment_child_step(f->child, in->fds, nfds))
+        if (!f->busy || f->child == NULL ||
+            !fulfilment_child_step(f->child, in->fds + f->fd_first, polled ? f->fd_count : 0))
             continue;
         char error[FULFILMENT_ERROR_MAX];
         int result = fulfilment_child_finish(f->child, error, sizeof(error));
@@ -336,12 +339,18 @@ static void extend_leases(struct inflight *in)
 
 /* ---- waiting -------------------------------------------------------------------- */
 
+/* The children's descriptors to poll, each child's in a slice of its own. */
 static size_t gather_fds(struct inflight *in)
 {
     size_t n = 0;
-    for (size_t i = 0; i < in->cap; i++)
-        if (in->flights[i].busy && in->flights[i].child != NULL)
-            n += fulfilment_child_pollfds(in->flights[i].child, in->fds + n);
+    for (size_t i = 0; i < in->cap; i++) {
+        struct flight *f = &in->flights[i];
+        if (!f->busy || f->child == NULL)
+            continue;
+        f->fd_first = n;
+        f->fd_count = fulfilment_child_pollfds(f->child, in->fds + n);
+        n += f->fd_count;
+    }
     return n;
 }
 
@@ -386,12 +395,12 @@ static void wait_for_events(struct inflight *in)
     int timeout = wait_ms(in);
     for (size_t i = 0; i < nfds; i++)
         in->waitfds[i] = (struct curl_waitfd){in->fds[i].fd, in->fds[i].events, 0};
-    if (curl_multi_poll(in->multi, in->waitfds, (unsigned)nfds, timeout, NULL) != CURLM_OK)
-        nfds = 0; /* nothing to read from the fds; the clock still counts */
-    for (size_t i = 0; i < nfds; i++)
+    bool polled =
+        curl_multi_poll(in->multi, in->waitfds, (unsigned)nfds, timeout, NULL) == CURLM_OK;
+    for (size_t i = 0; polled && i < nfds; i++)
         in->fds[i].revents = in->waitfds[i].revents;
     finish_requests(in);
-    finish_children(in, nfds);
+    finish_children(in, polled);
 }
 
 static void notice_wakes(struct inflight *in)

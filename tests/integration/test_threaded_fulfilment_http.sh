@@ -39,6 +39,13 @@ request_of() {
     grep -m 1 "\"order_id\": \"$1\"" "$R_LOG"
 }
 
+# most_in_flight — the most requests the receiver was answering at once.
+most_in_flight() {
+    python3 -c '
+import json, sys
+print(max(json.loads(l)["in_flight"] for l in open(sys.argv[1])))' "$R_LOG"
+}
+
 all_orders_are() { # STATUS ID...
     local want=$1 id
     shift
@@ -249,9 +256,7 @@ test_keepalive_and_many_in_flight() {
     done
     wait_until 120 "40 orders completed" all_orders_are completed "${ids[@]}"
     local most ports
-    most=$(python3 -c '
-import json, sys
-print(max(json.loads(l)["in_flight"] for l in open(sys.argv[1])))' "$R_LOG")
+    most=$(most_in_flight)
     ((most >= 8)) || fail "at most $most requests were in flight at once"
     ((most <= 32)) || fail "$most requests were in flight at once, over fulfilment_concurrency 32"
     ports=$(python3 -c '
@@ -259,6 +264,25 @@ import json, sys
 print(len({json.loads(l)["client_port"] for l in open(sys.argv[1])}))' "$R_LOG")
     ((ports <= 32)) || fail "$ports connections for 40 requests: they are not kept alive"
     note "$most requests in flight at once, over $ports connections"
+    stop_orderd
+}
+
+# More threads than fulfilment_concurrency: the bound holds (only that many
+# threads start), and the start says so.
+test_concurrency_bounds_more_threads() {
+    start_receiver
+    start_orderd "workers.fulfilment_url=http://127.0.0.1:$R_PORT/" workers.count=4 \
+        workers.fulfilment_concurrency=2
+    local ids=() i
+    for ((i = 0; i < 8; i++)); do
+        post_order "slow500-$i"
+        ids+=("$ORDER_ID")
+    done
+    wait_until 120 "8 orders completed" all_orders_are completed "${ids[@]}"
+    local most
+    most=$(most_in_flight)
+    ((most <= 2)) || fail "$most requests in flight at once, over fulfilment_concurrency 2"
+    assert_contains "$(grep WARN "$D_LOG")" "[workers] count: 4 threads" "the warning at start"
     stop_orderd
 }
 

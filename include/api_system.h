@@ -23,6 +23,6 @@ void api_system_readyz(struct http_request *req, void *ctx);
 void api_system_metrics(struct http_request *req, void *ctx);
 
 /* metrics_gauge_fn reading the queue gauges from the store (arg: struct store). */
-int api_system_queue_gauges(void *arg, struct metrics_queue_gauges *g);
+int api_system_queue_gauges(void *arg, struct metrics_queue_gauges *g, struct metrics_sink *more);
 
 #endif

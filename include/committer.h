@@ -33,7 +33,7 @@ struct committer_item {
 /*
  * Delivery in memory (worker.h: workers_reserve ...): when set and the store
  * can lease on enqueue, the committer writes as many new messages as
- * reserve() grants already leased for lease_ms, and right after the commit
+ * reserve() grants already leased for visibility_timeout_ms, and right after the commit
  * hands them to deliver() — before the fsync: delivery is used only when
  * processing is persisting alone, which a power cut takes back together
  * with the order. What was not delivered wakes the workers (on_commit).
@@ -43,7 +43,7 @@ struct committer_delivery {
     void (*unreserve)(void *arg, size_t n);
     void (*deliver)(void *arg, struct store_message *msgs, size_t n);
     void *arg;
-    int64_t lease_ms;
+    int64_t visibility_timeout_ms;
 };
 
 struct committer;

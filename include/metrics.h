@@ -58,16 +58,31 @@ struct metrics_queue_gauges {
     uint64_t queue_depth;
     double oldest_age_seconds;    /* 0 when the queue is empty */
     uint64_t dlq_depth;
-    /* SQLite's WAL (rendered only when has_wal): its size and checkpoints. */
-    bool has_wal;
-    uint64_t wal_bytes;
-    uint64_t checkpoints_completed;
-    uint64_t checkpoints_partial;
-    uint64_t checkpoints_failed;
 };
 
-/* Fills g; returns 0, or negative when storage cannot be read (gauges omitted). */
-typedef int (*metrics_gauge_fn)(void *arg, struct metrics_queue_gauges *g);
+/*
+ * One sample a scrape-time source adds of its own (a storage backend's:
+ * SQLite's WAL size and checkpoints), so that metrics.c knows nothing of
+ * any backend. Samples of one family are put one after the other; the
+ * family's HELP and TYPE lines are written before its first sample.
+ */
+struct metrics_sample {
+    const char *family;  /* orderd_..., a valid metric name */
+    const char *type;    /* "gauge" or "counter" */
+    const char *help;
+    const char *labels;  /* NULL, or the label pairs inside the braces: result="failed" */
+    uint64_t value;
+};
+struct metrics_sink;
+void metrics_sink_put(struct metrics_sink *sink, const struct metrics_sample *sample);
+
+/*
+ * Fills g and may put samples of its own into more; returns 0, or negative
+ * when storage cannot be read (then the queue gauges and whatever was put
+ * are omitted, and orderd_storage_up is 0).
+ */
+typedef int (*metrics_gauge_fn)(void *arg, struct metrics_queue_gauges *g,
+                                struct metrics_sink *more);
 
 struct metrics;
 

@@ -181,17 +181,18 @@ struct store_stats {
     uint64_t queue_depth;
     uint64_t dlq_depth;
     int64_t oldest_enqueued_at_ms; /* 0 when the queue is empty */
-    /* SQLite only (has_wal false elsewhere): the WAL file's size and the
-     * checkpoints of wal_checkpointer.h — completed, held back by a reader's
-     * snapshot (partial), failed. */
-    bool has_wal;
-    uint64_t wal_bytes;
-    uint64_t checkpoints_completed;
-    uint64_t checkpoints_partial;
-    uint64_t checkpoints_failed;
 };
-/* Cheap: counters kept in memory, one indexed lookup, one stat(2). */
+/* Cheap: counters kept in memory and one indexed lookup. */
 int store_stats(struct store *s, struct store_stats *out);
+
+/*
+ * Puts the backend's own metrics into sink at scrape time (metrics.h:
+ * metrics_sink_put), those that only one backend has: SQLite's WAL size and
+ * its checkpoints (orderd_storage_wal_bytes, orderd_storage_checkpoints_total).
+ * Cheap (one stat(2)); nothing on postgres. Any thread.
+ */
+struct metrics_sink;
+void store_put_metrics(struct store *s, struct metrics_sink *sink);
 
 /* True when a write transaction can be started now (readiness). */
 bool store_writable(struct store *s);
@@ -210,12 +211,12 @@ struct store_message {
 void store_message_clear(struct store_message *m);
 
 /*
- * Claims up to max visible messages (oldest first) with a lease of lease_ms:
+ * Claims up to max visible messages (oldest first) with a lease of visibility_timeout_ms:
  * each gets a fresh receipt and its receive count goes up. Messages whose
  * receive count already reached max_receives (their last lease expired) are
  * moved to dead_letters instead of being delivered; *dead_lettered counts them.
  */
-int store_claim(struct store *s, int64_t now_ms, int64_t lease_ms, uint32_t max_receives,
+int store_claim(struct store *s, int64_t now_ms, int64_t visibility_timeout_ms, uint32_t max_receives,
                 struct store_message *out, size_t max, size_t *n, size_t *dead_lettered);
 
 /* Outcome of one delivery, applied by store_settle() in one transaction. */
@@ -249,10 +250,10 @@ struct store_lease {
 /*
  * Renews leases while their work goes on (as SQS's ChangeMessageVisibility):
  * each message still under its receipt stays invisible until at least
- * now_ms + lease_ms. One transaction; read each result.
+ * now_ms + visibility_timeout_ms. One transaction; read each result.
  */
 int store_extend_leases(struct store *s, struct store_lease *items, size_t n, int64_t now_ms,
-                        int64_t lease_ms);
+                        int64_t visibility_timeout_ms);
 
 /*
  * When the next message becomes visible; STORE_ENOTFOUND when the queue is

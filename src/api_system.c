@@ -53,7 +53,7 @@ void api_system_metrics(struct http_request *req, void *ctx)
     http_reply_owned(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 
-int api_system_queue_gauges(void *arg, struct metrics_queue_gauges *g)
+int api_system_queue_gauges(void *arg, struct metrics_queue_gauges *g, struct metrics_sink *more)
 {
     struct store_stats st;
     int err = store_stats(arg, &st);
@@ -61,11 +61,7 @@ int api_system_queue_gauges(void *arg, struct metrics_queue_gauges *g)
         return err;
     g->queue_depth = st.queue_depth;
     g->dlq_depth = st.dlq_depth;
-    g->has_wal = st.has_wal;
-    g->wal_bytes = st.wal_bytes;
-    g->checkpoints_completed = st.checkpoints_completed;
-    g->checkpoints_partial = st.checkpoints_partial;
-    g->checkpoints_failed = st.checkpoints_failed;
+    store_put_metrics(arg, more);
     g->oldest_age_seconds = 0;
     if (st.oldest_enqueued_at_ms > 0) {
         int64_t age = ids_now_ms() - st.oldest_enqueued_at_ms;

@@ -135,7 +135,7 @@ static size_t lease_for_delivery(struct committer *c, struct store_new_order *or
     receipt &= INT64_MAX;
     if (receipt == 0)
         receipt = 1; /* 0 means "not leased" */
-    int64_t until = ids_now_ms() + c->delivery.lease_ms;
+    int64_t until = ids_now_ms() + c->delivery.visibility_timeout_ms;
     for (size_t i = 0; i < leased; i++) {
         orders[i].lease_receipt = receipt;
         orders[i].lease_until_ms = until;

@@ -309,7 +309,7 @@ static int start_all(struct daemon *d)
         .unreserve = workers_unreserve,
         .deliver = workers_deliver,
         .arg = d->workers,
-        .lease_ms = (int64_t)d->cfg->visibility_timeout_ms,
+        .visibility_timeout_ms = (int64_t)d->cfg->visibility_timeout_ms,
     };
     struct committer_options copts = {
         .max_depth = d->cfg->max_depth,

@@ -362,27 +362,30 @@ static void render_counters(struct strbuf *b, const struct metrics *m)
     }
 }
 
-/* SQLite's write-ahead log: a WAL that only grows means checkpoints are held
- * back or failing (etc/prometheus/orderd-alerts.yml, OrderdWalGrowing). */
-static void render_wal(struct strbuf *b, const struct metrics_queue_gauges *g)
+/* What a gauge source puts of its own, rendered after the queue gauges. */
+struct metrics_sink {
+    struct strbuf buf;
+    const char *last_family;
+};
+
+void metrics_sink_put(struct metrics_sink *sink, const struct metrics_sample *sample)
 {
-    family(b, "orderd_storage_wal_bytes", "gauge",
-           "Size of the SQLite write-ahead log file; checkpoints bring it back to the same size.");
-    strbuf_printf(b, "orderd_storage_wal_bytes %" PRIu64 "\n", g->wal_bytes);
-    family(b, "orderd_storage_checkpoints_total", "counter",
-           "WAL checkpoints by result: completed (the whole WAL copied into the database), "
-           "partial (a reader's snapshot or another checkpoint held part back), failed.");
-    strbuf_printf(b,
-                  "orderd_storage_checkpoints_total{result=\"completed\"} %" PRIu64 "\n"
-                  "orderd_storage_checkpoints_total{result=\"partial\"} %" PRIu64 "\n"
-                  "orderd_storage_checkpoints_total{result=\"failed\"} %" PRIu64 "\n",
-                  g->checkpoints_completed, g->checkpoints_partial, g->checkpoints_failed);
+    struct strbuf *b = &sink->buf;
+
+    if (sink->last_family == NULL || strcmp(sink->last_family, sample->family) != 0)
+        family(b, sample->family, sample->type, sample->help);
+    sink->last_family = sample->family;
+    strbuf_str(b, sample->family);
+    if (sample->labels != NULL)
+        strbuf_printf(b, "{%s}", sample->labels);
+    strbuf_printf(b, " %" PRIu64 "\n", sample->value);
 }
 
 static void render_queue_gauges(struct strbuf *b, metrics_gauge_fn fn, void *arg)
 {
     struct metrics_queue_gauges g = {0};
-    bool up = fn != NULL && fn(arg, &g) >= 0;
+    struct metrics_sink more = {.buf = STRBUF_INIT};
+    bool up = fn != NULL && fn(arg, &g, &more) >= 0;
 
     if (up) {
         family(b, "orderd_queue_depth", "gauge", "Orders waiting in the queue.");
@@ -394,9 +397,14 @@ static void render_queue_gauges(struct strbuf *b, metrics_gauge_fn fn, void *arg
         strbuf_str(b, "\n");
         family(b, "orderd_dlq_depth", "gauge", "Orders in the dead-letter table.");
         strbuf_printf(b, "orderd_dlq_depth %" PRIu64 "\n", g.dlq_depth);
-        if (g.has_wal)
-            render_wal(b, &g);
     }
+    size_t more_len = more.buf.len;
+    char *more_text = strbuf_finish(&more.buf);
+    if (more_text == NULL)
+        b->failed = true;
+    else if (up)
+        strbuf_add(b, more_text, more_len);
+    free(more_text);
     family(b, "orderd_storage_up", "gauge",
            "Whether this scrape could read the queue gauges from storage (1) or not (0).");
     strbuf_printf(b, "orderd_storage_up %d\n", up ? 1 : 0);

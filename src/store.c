@@ -119,6 +119,12 @@ int store_stats(struct store *s, struct store_stats *out)
     return s->ops->stats(s, out);
 }
 
+void store_put_metrics(struct store *s, struct metrics_sink *sink)
+{
+    if (s->ops->put_metrics != NULL)
+        s->ops->put_metrics(s, sink);
+}
+
 bool store_writable(struct store *s)
 {
     return s->ops->writable(s);
@@ -126,10 +132,10 @@ bool store_writable(struct store *s)
 
 /* ---- queue ------------------------------------------------------------- */
 
-int store_claim(struct store *s, int64_t now_ms, int64_t lease_ms, uint32_t max_receives,
+int store_claim(struct store *s, int64_t now_ms, int64_t visibility_timeout_ms, uint32_t max_receives,
                 struct store_message *out, size_t max, size_t *n, size_t *dead_lettered)
 {
-    return s->ops->claim(s, now_ms, lease_ms, max_receives, out, max, n, dead_lettered);
+    return s->ops->claim(s, now_ms, visibility_timeout_ms, max_receives, out, max, n, dead_lettered);
 }
 
 int store_settle(struct store *s, struct store_settlement *items, size_t n, int64_t now_ms)
@@ -143,9 +149,9 @@ int store_release(struct store *s, const struct store_message *msgs, size_t n, i
 }
 
 int store_extend_leases(struct store *s, struct store_lease *items, size_t n, int64_t now_ms,
-                        int64_t lease_ms)
+                        int64_t visibility_timeout_ms)
 {
-    return s->ops->extend_leases(s, items, n, now_ms, lease_ms);
+    return s->ops->extend_leases(s, items, n, now_ms, visibility_timeout_ms);
 }
 
 int store_next_visible_ms(struct store *s, int64_t *when_ms)

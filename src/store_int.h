@@ -43,13 +43,14 @@ struct store_ops {
                            struct store_idempotency *out);
     int (*idempotency_prune)(struct store *s, int64_t now_ms, uint64_t *deleted);
     int (*stats)(struct store *s, struct store_stats *out);
+    void (*put_metrics)(struct store *s, struct metrics_sink *sink); /* NULL: none */
     bool (*writable)(struct store *s);
-    int (*claim)(struct store *s, int64_t now_ms, int64_t lease_ms, uint32_t max_receives,
+    int (*claim)(struct store *s, int64_t now_ms, int64_t visibility_timeout_ms, uint32_t max_receives,
                  struct store_message *out, size_t max, size_t *n, size_t *dead_lettered);
     int (*settle)(struct store *s, struct store_settlement *items, size_t n, int64_t now_ms);
     int (*release)(struct store *s, const struct store_message *msgs, size_t n, int64_t now_ms);
     int (*extend_leases)(struct store *s, struct store_lease *items, size_t n, int64_t now_ms,
-                         int64_t lease_ms);
+                         int64_t visibility_timeout_ms);
     int (*next_visible_ms)(struct store *s, int64_t *when_ms);
     int (*list_dead_letters)(struct store *s, const char *before_id, size_t limit,
                              struct store_dead_letter **out, size_t *n);

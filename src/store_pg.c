@@ -1386,7 +1386,7 @@ static void claim_dead_letter(struct pg_conn *c, const PGresult *res, int rows,
     free(whys);
 }
 
-static int pgs_claim(struct store *base, int64_t now_ms, int64_t lease_ms, uint32_t max_receives,
+static int pgs_claim(struct store *base, int64_t now_ms, int64_t visibility_timeout_ms, uint32_t max_receives,
                      struct store_message *out, size_t max, size_t *n, size_t *dead_lettered)
 {
     struct pg_store *s = pgs(base);
@@ -1403,7 +1403,7 @@ static int pgs_claim(struct store *base, int64_t now_ms, int64_t lease_ms, uint3
     if (err != STORE_OK)
         return err;
     struct num r, now, lease, lim;
-    const char *params[] = {num(&r, receipt), num(&now, now_ms), num(&lease, lease_ms),
+    const char *params[] = {num(&r, receipt), num(&now, now_ms), num(&lease, visibility_timeout_ms),
                             num(&lim, (int64_t)max)};
     PGresult *res = NULL;
     err = run(c, S_CLAIM, 4, params, "claim", &res);
@@ -1549,7 +1549,7 @@ static void mark_extended(PGresult *res, struct store_lease *items, size_t n)
 }
 
 static int pgs_extend_leases(struct store *base, struct store_lease *items, size_t n,
-                             int64_t now_ms, int64_t lease_ms)
+                             int64_t now_ms, int64_t visibility_timeout_ms)
 {
     struct pg_store *s = pgs(base);
     if (n == 0)
@@ -1561,7 +1561,7 @@ static int pgs_extend_leases(struct store *base, struct store_lease *items, size
         arr_i64(&a[1], items[i].receipt);
     }
     PGresult *res = NULL;
-    int err = run_on_receipts(s, S_EXTEND, a, now_ms + lease_ms, "extend leases", &res);
+    int err = run_on_receipts(s, S_EXTEND, a, now_ms + visibility_timeout_ms, "extend leases", &res);
     if (err == STORE_OK)
         mark_extended(res, items, n);
     PQclear(res);

@@ -78,6 +78,7 @@
 
 #include "ids.h"
 #include "log.h"
+#include "metrics.h"
 #include "store_int.h"
 #include "wal_checkpointer.h"
 
@@ -1224,15 +1225,37 @@ static int sq_stats(struct store *base, struct store_stats *out)
     out->queue_depth = atomic_load(&s->queue_depth);
     out->dlq_depth = atomic_load(&s->dlq_depth);
     out->oldest_enqueued_at_ms = found ? oldest : 0;
+    return err;
+}
+
+/* The WAL: a WAL that only grows means checkpoints are held back or failing
+ * (etc/prometheus/orderd-alerts.yml, OrderdWalGrowing). */
+static void sq_put_metrics(struct store *base, struct metrics_sink *sink)
+{
+    struct sq_store *s = sq(base);
     struct wal_checkpointer_stats cs;
     wal_checkpointer_stats(s->checkpointer, &cs);
     struct stat wal;
-    out->has_wal = true;
-    out->wal_bytes = stat(s->wal_path, &wal) == 0 ? (uint64_t)wal.st_size : 0;
-    out->checkpoints_completed = cs.completed;
-    out->checkpoints_partial = cs.partial;
-    out->checkpoints_failed = cs.failed;
-    return err;
+    struct metrics_sample size = {
+        .family = "orderd_storage_wal_bytes",
+        .type = "gauge",
+        .help = "Size of the SQLite write-ahead log file; checkpoints bring it back to the same size.",
+        .value = stat(s->wal_path, &wal) == 0 ? (uint64_t)wal.st_size : 0,
+    };
+    metrics_sink_put(sink, &size);
+    const char *labels[] = {"result=\"completed\"", "result=\"partial\"", "result=\"failed\""};
+    uint64_t values[] = {cs.completed, cs.partial, cs.failed};
+    for (size_t i = 0; i < 3; i++) {
+        struct metrics_sample checkpoints = {
+            .family = "orderd_storage_checkpoints_total",
+            .type = "counter",
+            .help = "WAL checkpoints by result: completed (the whole WAL copied into the database), "
+                    "partial (a reader's snapshot or another checkpoint held part back), failed.",
+            .labels = labels[i],
+            .value = values[i],
+        };
+        metrics_sink_put(sink, &checkpoints);
+    }
 }
 
 static bool sq_writable(struct store *base)
@@ -1316,13 +1339,13 @@ struct claimed_row {
     char *last_error;
 };
 
-static int run_claim(struct sq_store *s, int64_t receipt, int64_t now_ms, int64_t lease_ms,
+static int run_claim(struct sq_store *s, int64_t receipt, int64_t now_ms, int64_t visibility_timeout_ms,
                      struct claimed_row *rows, size_t max, size_t *n)
 {
     sqlite3_stmt *st = wstmt(s, W_CLAIM);
     sqlite3_bind_int64(st, 1, receipt);
     sqlite3_bind_int64(st, 2, now_ms);
-    sqlite3_bind_int64(st, 3, lease_ms);
+    sqlite3_bind_int64(st, 3, visibility_timeout_ms);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)max);
     int rc;
     *n = 0;
@@ -1368,7 +1391,7 @@ static int claim_one(struct sq_store *s, const struct claimed_row *row, int64_t 
     return SQLITE_OK;
 }
 
-static int sq_claim(struct store *base, int64_t now_ms, int64_t lease_ms, uint32_t max_receives,
+static int sq_claim(struct store *base, int64_t now_ms, int64_t visibility_timeout_ms, uint32_t max_receives,
                     struct store_message *out, size_t max, size_t *n, size_t *dead_lettered)
 {
     struct sq_store *s = sq(base);
@@ -1385,7 +1408,7 @@ static int sq_claim(struct store *base, int64_t now_ms, int64_t lease_ms, uint32
     int err = txn_begin(s, false, "claim");
     if (err != STORE_OK)
         return err;
-    int rc = run_claim(s, receipt, now_ms, lease_ms, rows, max, &nrows);
+    int rc = run_claim(s, receipt, now_ms, visibility_timeout_ms, rows, max, &nrows);
     for (size_t i = 0; rc == SQLITE_OK && i < nrows; i++)
         rc = claim_one(s, &rows[i], receipt, max_receives, now_ms, out, n, &dead);
     for (size_t i = 0; i < nrows; i++)
@@ -1509,7 +1532,7 @@ static int sq_release(struct store *base, const struct store_message *msgs, size
 }
 
 static int sq_extend_leases(struct store *base, struct store_lease *items, size_t n,
-                            int64_t now_ms, int64_t lease_ms)
+                            int64_t now_ms, int64_t visibility_timeout_ms)
 {
     struct sq_store *s = sq(base);
     int err = txn_begin(s, false, "extend leases");
@@ -1520,7 +1543,7 @@ static int sq_extend_leases(struct store *base, struct store_lease *items, size_
         sqlite3_stmt *st = wstmt(s, W_EXTEND);
         bind_text(st, 1, items[i].order_id);
         sqlite3_bind_int64(st, 2, items[i].receipt);
-        sqlite3_bind_int64(st, 3, now_ms + lease_ms);
+        sqlite3_bind_int64(st, 3, now_ms + visibility_timeout_ms);
         rc = exec_stmt(st);
         items[i].result = sqlite3_changes(s->writer) == 0 ? STORE_ESTALE : STORE_OK;
     }
@@ -1818,6 +1841,7 @@ static const struct store_ops sq_ops = {
     .idempotency_get = sq_idempotency_get,
     .idempotency_prune = sq_idempotency_prune,
     .stats = sq_stats,
+    .put_metrics = sq_put_metrics,
     .writable = sq_writable,
     .claim = sq_claim,
     .settle = sq_settle,

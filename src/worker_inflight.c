@@ -308,7 +308,7 @@ static void settle_done(struct inflight *in, bool now)
 
 static void extend_leases(struct inflight *in)
 {
-    int64_t lease_ms = (int64_t)in->w->opts.visibility_timeout_ms;
+    int64_t visibility_timeout_ms = (int64_t)in->w->opts.visibility_timeout_ms;
     int64_t now = ids_now_ms();
     struct store_lease items[WORKER_BATCH_MAX];
     struct flight *owners[WORKER_BATCH_MAX];
@@ -316,17 +316,17 @@ static void extend_leases(struct inflight *in)
     for (size_t i = 0; i < in->cap && n < WORKER_BATCH_MAX; i++) {
         struct flight *f = &in->flights[i];
         if (!f->busy || (f->child == NULL && f->call == NULL) ||
-            f->lease_until_ms - now > lease_ms / 2)
+            f->lease_until_ms - now > visibility_timeout_ms / 2)
             continue;
         items[n] = (struct store_lease){.order_id = f->msg.order_id, .receipt = f->msg.receipt};
         owners[n++] = f;
     }
     if (n == 0)
         return;
-    int err = store_extend_leases(in->w->store, items, n, now, lease_ms);
+    int err = store_extend_leases(in->w->store, items, n, now, visibility_timeout_ms);
     for (size_t i = 0; i < n; i++) {
         if (err == STORE_OK && items[i].result == STORE_OK) {
-            owners[i]->lease_until_ms = now + lease_ms;
+            owners[i]->lease_until_ms = now + visibility_timeout_ms;
         } else if (err == STORE_OK) {
             struct log_ctx lc = {NULL, owners[i]->span.trace_id, owners[i]->msg.order_id};
             log_warn(&lc, "lease lost while the fulfilment runs; a newer delivery owns it");

@@ -373,17 +373,43 @@ END_TEST
 
 /* ---- scrape-time gauges ------------------------------------------------------- */
 
+/* A backend's own samples, as store_sqlite.c puts its WAL's. */
+struct fake_wal {
+    bool has_wal;
+    uint64_t wal_bytes;
+    uint64_t checkpoints_completed;
+    uint64_t checkpoints_partial;
+    uint64_t checkpoints_failed;
+};
+
 struct fake_storage {
     int rc;
     int calls;
     struct metrics_queue_gauges g;
+    struct fake_wal wal;
 };
 
-static int fake_gauges(void *arg, struct metrics_queue_gauges *g)
+static void put_wal(const struct fake_wal *w, struct metrics_sink *sink)
+{
+    struct metrics_sample size = {"orderd_storage_wal_bytes", "gauge", "WAL size.", NULL,
+                                  w->wal_bytes};
+    metrics_sink_put(sink, &size);
+    const char *labels[] = {"result=\"completed\"", "result=\"partial\"", "result=\"failed\""};
+    uint64_t values[] = {w->checkpoints_completed, w->checkpoints_partial, w->checkpoints_failed};
+    for (size_t i = 0; i < 3; i++) {
+        struct metrics_sample c = {"orderd_storage_checkpoints_total", "counter", "Checkpoints.",
+                                   labels[i], values[i]};
+        metrics_sink_put(sink, &c);
+    }
+}
+
+static int fake_gauges(void *arg, struct metrics_queue_gauges *g, struct metrics_sink *more)
 {
     struct fake_storage *f = arg;
 
     f->calls++;
+    if (f->wal.has_wal)
+        put_wal(&f->wal, more);
     if (f->rc == 0)
         *g = f->g;
     return f->rc;
@@ -424,11 +450,11 @@ END_TEST
  * with a result label, each value where it belongs. */
 START_TEST(test_gauge_wal)
 {
-    struct fake_storage f = {.g = {.has_wal = true,
-                                   .wal_bytes = 8392704,
-                                   .checkpoints_completed = 146,
-                                   .checkpoints_partial = 3,
-                                   .checkpoints_failed = 2}};
+    struct fake_storage f = {.wal = {.has_wal = true,
+                                     .wal_bytes = 8392704,
+                                     .checkpoints_completed = 146,
+                                     .checkpoints_partial = 3,
+                                     .checkpoints_failed = 2}};
 
     metrics_set_gauge_source(m, fake_gauges, &f);
     char *s = render();
@@ -447,9 +473,8 @@ START_TEST(test_gauge_callback_failure)
     struct fake_storage f = {.rc = -EIO,
                              .g = {.queue_depth = 1,
                                    .oldest_age_seconds = 1,
-                                   .dlq_depth = 1,
-                                   .has_wal = true,
-                                   .wal_bytes = 1}};
+                                   .dlq_depth = 1},
+                             .wal = {.has_wal = true, .wal_bytes = 1}};
 
     metrics_set_gauge_source(m, fake_gauges, &f);
     char *s = render();
@@ -602,11 +627,11 @@ END_TEST
 
 static void fill_everything(struct fake_storage *f)
 {
-    f->g.has_wal = true;
-    f->g.wal_bytes = 4198312;
-    f->g.checkpoints_completed = 41;
-    f->g.checkpoints_partial = 2;
-    f->g.checkpoints_failed = 1;
+    f->wal.has_wal = true;
+    f->wal.wal_bytes = 4198312;
+    f->wal.checkpoints_completed = 41;
+    f->wal.checkpoints_partial = 2;
+    f->wal.checkpoints_failed = 1;
     metrics_set_gauge_source(m, fake_gauges, f);
     metrics_set_build_info(m, "0.1.0 \"q\" \\ \n", "3.40.1");
     metrics_counter_add(m, METRICS_ORDERS_RECEIVED, 10);

@@ -261,11 +261,11 @@ static struct store_stats stats(void)
 }
 
 /* Claims with the store's result asserted OK; returns how many were delivered. */
-static size_t claim(int64_t now, int64_t lease_ms, uint32_t max_receives, size_t max,
+static size_t claim(int64_t now, int64_t visibility_timeout_ms, uint32_t max_receives, size_t max,
                     struct store_message *out, size_t *dead)
 {
     size_t n = 99, d = 99;
-    ck_assert_int_eq(store_claim(st, now, lease_ms, max_receives, out, max, &n, &d), STORE_OK);
+    ck_assert_int_eq(store_claim(st, now, visibility_timeout_ms, max_receives, out, max, &n, &d), STORE_OK);
     if (dead)
         *dead = d;
     else

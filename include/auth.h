@@ -23,6 +23,10 @@
  * and a table is freed only when the last request using it is done. A failed
  * reload keeps the old table. auth_load()/auth_free() are not concurrent with
  * anything else on the same struct auth.
+ *
+ * Two files implement it: src/auth_keys_file.c reads and checks the keys
+ * file, src/auth.c holds the live table and decides; src/auth_int.h is what
+ * they share. `orderd hash-key` is src/cli.c's.
  */
 #ifndef ORDERD_AUTH_H
 #define ORDERD_AUTH_H
@@ -59,6 +63,16 @@ struct auth_errors {
     size_t dropped;                   /* errors beyond AUTH_ERRORS_MAX */
     struct auth_error items[AUTH_ERRORS_MAX];
 };
+
+/* ---- the keys file (src/auth_keys_file.c) ---- */
+
+/* Prints "PATH:LINE: message" lines (PATH alone for line 0); never fails. stream is a FILE *. */
+void auth_errors_print(const struct auth_errors *errs, const char *path, void *stream);
+
+/* Parses "orders:write,admin" into bits. 0 or -EINVAL. */
+int auth_scopes_parse(const char *s, size_t len, unsigned *out);
+
+/* ---- the live table and the decision (src/auth.c) ---- */
 
 struct auth;
 
@@ -104,28 +118,12 @@ unsigned auth_http_authorize(void *ctx, const char *authorization, enum http_sco
 /* The scope bits a route needs; 0 for HTTP_SCOPE_NONE, ~0u for an unknown value. */
 unsigned auth_scope_for(enum http_scope scope);
 
-/* Parses "orders:write,admin" into bits. 0 or -EINVAL. */
-int auth_scopes_parse(const char *s, size_t len, unsigned *out);
+/* ---- hashing (src/auth.c) ---- */
 
 /* Lower-case hex SHA-256 of key[0..len) into hex (AUTH_HEX_LEN + 1 bytes). 0 or -EIO. */
 int auth_hash_hex(const void *key, size_t len, char hex[AUTH_HEX_LEN + 1]);
 
 /* 1 when the two digests are equal, else 0; time independent of the contents. */
 int auth_digest_equal(const uint8_t a[AUTH_DIGEST_LEN], const uint8_t b[AUTH_DIGEST_LEN]);
-
-/*
- * `orderd hash-key`: reads one key from in_fd (to EOF; from a terminal, one
- * line without echo), strips one trailing newline, checks it is a key a
- * client could present (1..AUTH_KEY_MAX visible characters), and writes its
- * lower-case hex SHA-256 and a newline to out_fd. Buffers that held the key
- * are wiped. 0, or -EINVAL with a line on stderr (empty, too long, bad
- * character), or -errno on I/O failure.
- */
-int auth_hash_key_fd(int in_fd, int out_fd);
-/* auth_hash_key_fd(STDIN_FILENO, STDOUT_FILENO). */
-int auth_hash_key_stdin(void);
-
-/* Prints "PATH:LINE: message" lines (PATH alone for line 0); never fails. stream is a FILE *. */
-void auth_errors_print(const struct auth_errors *errs, const char *path, void *stream);
 
 #endif

@@ -175,8 +175,9 @@ static void report_scopes(struct auth_errors *errs, unsigned line, const char *s
         if (n == 0)
             add_error(errs, line, "empty scope in the scope list (stray comma)");
         else if (bit == 0 && echoable(tok, n))
-            add_error(errs, line, "unknown scope \"%.*s\" (scopes: orders:write, orders:read, admin)",
-                      (int)n, tok);
+            add_error(errs, line,
+                      "unknown scope \"%.*s\" (scopes: orders:write, orders:read, admin)", (int)n,
+                      tok);
         else if (bit == 0)
             add_error(errs, line, "unknown scope (scopes: orders:write, orders:read, admin)");
         else if (bits & bit)

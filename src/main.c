@@ -1,7 +1,7 @@
 /*
  * main.c — the command line: run, --check-config, --version, backup,
  * hash-key. Parses arguments, loads the config, checks what it names, and
- * hands over to daemon.c.
+ * hands over to daemon.c, or to cli.c for backup and hash-key.
  *
  * What the config names is checked here, the same way for --check-config and
  * before a start, so that a start that would fail touches no storage:
@@ -19,35 +19,31 @@
  *
  * Exit codes (SPEC): 0 success, 1 bad config or usage, 2 runtime failure,
  * each failure with one clear line on stderr; a failed backup prints exactly
- * one, in the configured log format (backup_quietly).
+ * one, in the configured log format (cli.c).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <jansson.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "auth.h"
+#include "cli.h"
 #include "config.h"
 #include "daemon.h"
 #include "fulfilment.h"
 #include "http.h"
 #include "log.h"
 #include "webhook.h"
-#include "store.h"
 
 #define DEFAULT_CONFIG "/etc/orderd/orderd.conf"
 #define WHY_MAX 512
 #define DEFAULT_PATH "/bin:/usr/bin" /* glibc's posix_spawnp without PATH */
-#define CAPTURE_MAX 4096             /* bytes of the store's log lines read back */
 
 extern char **environ;
 
@@ -347,91 +343,13 @@ static int cmd_check_config(const char *path)
 
 /* ---- backup ----------------------------------------------------------------------- */
 
-/* Appends the "msg" of each JSON log line in text[0..len) to why, "; " between them. */
-static void collect_messages(const char *text, size_t len, char *why, size_t size)
-{
-    size_t used = strlen(why);
-    for (size_t pos = 0; pos < len;) {
-        const char *nl = memchr(text + pos, '\n', len - pos);
-        size_t end = nl != NULL ? (size_t)(nl - text) : len;
-        json_t *line = json_loadb(text + pos, end - pos, 0, NULL);
-        const char *msg = json_string_value(json_object_get(line, "msg"));
-        int w = 0;
-        if (end > pos)
-            w = snprintf(why + used, size - used, "%s%.*s", used > 0 ? "; " : "",
-                         msg != NULL ? (int)strlen(msg) : (int)(end - pos),
-                         msg != NULL ? msg : text + pos);
-        json_decref(line);
-        if (w > 0)
-            used = (size_t)w >= size - used ? size - 1 : used + (size_t)w;
-        pos = end + 1;
-    }
-}
-
-/* Reads back what was written to the memory file fd. */
-static void read_capture(int fd, char *why, size_t size)
-{
-    char buf[CAPTURE_MAX];
-    ssize_t n = pread(fd, buf, sizeof(buf), 0);
-    if (n > 0)
-        collect_messages(buf, (size_t)n, why, size);
-    if (why[0] == '\0')
-        snprintf(why, size, "no reason given");
-}
-
-/*
- * store_backup() with fd 2 on a memory file: the store logs each failure
- * itself, sometimes in two lines, and a failed backup is to print one line.
- * Its lines are written as JSON, read back, and their messages put in why.
- * No other thread runs meanwhile. When fd 2 cannot be moved, the store's
- * lines go out as they are.
- */
-static int backup_quietly(const struct config *cfg, const char *dest, char *why, size_t size)
-{
-    why[0] = '\0';
-    int mem = memfd_create("orderd-backup-log", MFD_CLOEXEC);
-    int saved = mem >= 0 ? fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3) : -1;
-    if (saved < 0 || dup2(mem, STDERR_FILENO) < 0) {
-        if (saved >= 0)
-            close(saved);
-        if (mem >= 0)
-            close(mem);
-        snprintf(why, size, "see the line before");
-        return store_backup(cfg->storage_path, dest);
-    }
-    log_configure(cfg->log_level, LOG_FORMAT_JSON);
-    int rc = store_backup(cfg->storage_path, dest);
-    int back = dup2(saved, STDERR_FILENO);
-    log_configure(cfg->log_level, cfg->log_format);
-    close(saved);
-    read_capture(mem, why, size);
-    close(mem);
-    return back < 0 ? STORE_EINTERNAL : rc;
-}
-
-static int run_backup(const struct config *cfg, const char *dest)
-{
-    char why[WHY_MAX];
-    if (cfg->backend != STORE_BACKEND_SQLITE) {
-        log_error(NULL, "backup: orderd backs up the sqlite backend only; use pg_dump for "
-                        "postgres");
-        return 1;
-    }
-    if (backup_quietly(cfg, dest, why, sizeof(why)) != STORE_OK) {
-        log_error(NULL, "backup of %s to %s failed: %s", cfg->storage_path, dest, why);
-        return 2;
-    }
-    printf("backed up %s to %s\n", cfg->storage_path, dest);
-    return 0;
-}
-
 static int cmd_backup(const char *path, const char *dest)
 {
     struct config cfg;
     int rc = load_config(path, &cfg);
     if (rc == 0) {
         log_configure(cfg.log_level, cfg.log_format);
-        rc = run_backup(&cfg, dest);
+        rc = cli_backup(&cfg, dest);
     }
     config_free(&cfg);
     return rc;
@@ -490,7 +408,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "orderd: hash-key takes no argument; it reads the key on stdin\n");
             return 1;
         }
-        return auth_hash_key_stdin() == 0 ? 0 : 1;
+        return cli_hash_key(STDIN_FILENO, STDOUT_FILENO) == 0 ? 0 : 1;
     }
     if (optind < argc && strcmp(argv[optind], "backup") == 0) {
         if (argc - optind != 2) {

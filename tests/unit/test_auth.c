@@ -1,8 +1,8 @@
 /*
  * test_auth.c — API keys: SHA-256 vectors, the constant-time compare, scopes,
  * the keys file (every error with its line), the Bearer header, the 0/401/403
- * decisions, reload (swap, and keep the old table on error, also while other
- * threads authorize), and `orderd hash-key`.
+ * decisions, and reload (swap, and keep the old table on error, also while
+ * other threads authorize). `orderd hash-key` is tested in test_cli.c.
  */
 #include <check.h>
 #include <errno.h>
@@ -686,66 +686,6 @@ START_TEST(reload_while_authorizing)
 }
 END_TEST
 
-/* ---- orderd hash-key ------------------------------------------------------------- */
-
-/* Feeds in[0..len) to auth_hash_key_fd; returns its code, output in out. */
-static int hash_key_io(const char *in, size_t len, char *out, size_t cap)
-{
-    int ip[2], op[2];
-    ck_assert_int_eq(pipe(ip), 0);
-    ck_assert_int_eq(pipe(op), 0);
-    ck_assert_int_eq((int)write(ip[1], in, len), (int)len);
-    close(ip[1]);
-    int rc = auth_hash_key_fd(ip[0], op[1]);
-    close(ip[0]);
-    close(op[1]);
-    ssize_t n = read(op[0], out, cap - 1);
-    out[n > 0 ? n : 0] = '\0';
-    close(op[0]);
-    return rc;
-}
-
-static const struct {
-    const char *in;
-    int rc;
-    const char *out;
-} hash_keys[] = {
-    {"abc\n", 0, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n"},
-    {"abc", 0, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n"},
-    {K_WRITER "\n", 0, H_WRITER "\n"},
-    {"", -EINVAL, ""},
-    {"\n", -EINVAL, ""},
-    {"abc\n\n", -EINVAL, ""},   /* one newline is stripped, not two */
-    {"abc\r\n", -EINVAL, ""},   /* a CR is no part of a key a client can send */
-    {"a b\n", -EINVAL, ""},
-    {"\tabc\n", -EINVAL, ""},
-    {"k\xc3\xa9y\n", -EINVAL, ""},
-};
-
-START_TEST(hash_key_table)
-{
-    char out[256];
-    int rc = hash_key_io(hash_keys[_i].in, strlen(hash_keys[_i].in), out, sizeof(out));
-    ck_assert_int_eq(rc, hash_keys[_i].rc);
-    ck_assert_str_eq(out, hash_keys[_i].out);
-}
-END_TEST
-
-START_TEST(hash_key_length_bounds)
-{
-    char in[AUTH_KEY_MAX + 8], out[256];
-    memset(in, 'a', sizeof(in));
-    in[AUTH_KEY_MAX] = '\n';
-    ck_assert_int_eq(hash_key_io(in, AUTH_KEY_MAX + 1, out, sizeof(out)), 0);
-    ck_assert_str_eq(out, "471be6558b665e4f6dd49f1184814d1491b0315d466beea768c153cc5500c836\n");
-    ck_assert_int_eq(hash_key_io(in, AUTH_KEY_MAX, out, sizeof(out)), 0);
-    memset(in, 'a', sizeof(in));
-    ck_assert_int_eq(hash_key_io(in, AUTH_KEY_MAX + 1, out, sizeof(out)), -EINVAL);
-    ck_assert_int_eq(hash_key_io(in, sizeof(in), out, sizeof(out)), -EINVAL);
-    ck_assert_str_eq(out, "");
-}
-END_TEST
-
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 Suite *suite_auth(void)
@@ -794,12 +734,6 @@ Suite *suite_auth(void)
     tcase_add_test(tc, load_refuses_directory);
     tcase_add_test(tc, reload_swaps_and_keeps_old_on_error);
     tcase_add_test(tc, reload_while_authorizing);
-    suite_add_tcase(s, tc);
-
-    tc = tcase_create("hash_key");
-    tcase_set_timeout(tc, UNIT_TIMEOUT_LOGIC);
-    tcase_add_loop_test(tc, hash_key_table, 0, N(hash_keys));
-    tcase_add_test(tc, hash_key_length_bounds);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,29 @@
+/*
+ * cli.h — the subcommands that do one job and exit: `orderd hash-key` and
+ * `orderd backup DEST`. src/main.c parses the command line, loads the config
+ * and calls these; they run on the main thread with no other thread started.
+ */
+#ifndef ORDERD_CLI_H
+#define ORDERD_CLI_H
+
+struct config;
+
+/*
+ * `orderd hash-key`: reads one key from in_fd (to EOF; from a terminal, one
+ * line without echo), strips one trailing newline, checks it is a key a
+ * client could present (1..AUTH_KEY_MAX visible characters), and writes its
+ * lower-case hex SHA-256 and a newline to out_fd. Buffers that held the key
+ * are wiped. 0, or -EINVAL with a line on stderr (empty, too long, bad
+ * character), or -errno on I/O failure.
+ */
+int cli_hash_key(int in_fd, int out_fd);
+
+/*
+ * `orderd backup DEST`: an online copy of cfg's SQLite database to dest
+ * (store_backup). Returns the exit status: 0 with "backed up ..." on stdout,
+ * 1 when the backend is not sqlite, 2 when the backup failed; each failure is
+ * exactly one log line in cfg's log format. The log must be configured.
+ */
+int cli_backup(const struct config *cfg, const char *dest);
+
+#endif

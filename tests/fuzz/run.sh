@@ -21,7 +21,7 @@ declare -A sources=(
     [order]="src/order.c src/strbuf.c"
     [config]="src/config.c src/log.c"
     [traceparent]="src/trace.c src/ids.c"
-    [keys]="src/auth.c"
+    [keys]="src/auth.c src/auth_keys_file.c"
 )
 all_targets=(order config traceparent keys)
 

@@ -1,12 +1,14 @@
 /*
  * api_json.h — the pieces of JSON and replies that every API module shares:
- * timestamps, opaque list cursors, the next_cursor of a page, JSON object
- * replies and 503s with Retry-After. Pure or per-request: any HTTP thread.
+ * timestamps, opaque list cursors, the next_cursor of a page, the problems
+ * found in a query string, JSON object replies and 503s with Retry-After.
+ * Pure or per-request: any HTTP thread.
  */
 #ifndef ORDERD_API_JSON_H
 #define ORDERD_API_JSON_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +33,22 @@ int api_cursor_decode(const char *cursor, char *order_id, size_t size);
  */
 size_t api_page_size(size_t n, size_t limit);
 json_t *api_next_cursor(const char *last_shown_id, size_t n, size_t limit);
+
+/* What is wrong with one request's query parameters, answered as one 400. */
+#define API_QUERY_ERRORS_MAX 8
+struct api_query_errors {
+    struct http_field_error errors[API_QUERY_ERRORS_MAX];
+    size_t n;
+};
+/* Notes a problem with field (cut to fit); beyond API_QUERY_ERRORS_MAX, dropped. */
+__attribute__((format(printf, 3, 4))) void api_query_error(struct api_query_errors *q,
+                                                           const char *field, const char *fmt, ...);
+/* Calls api_query_error(q, name, "unknown query parameter") unless name is
+ * one of known (NULL-terminated). For http_request_query_names(). */
+void api_query_reject_unknown(struct api_query_errors *q, const char *name,
+                              const char *const *known);
+/* With problems noted: replies 400 "Invalid query" listing them, true. */
+bool api_reply_query_errors(struct http_request *req, const struct api_query_errors *q);
 
 /* Replies with obj as compact JSON; steals the reference (NULL: 500). */
 void api_reply_object(struct http_request *req, unsigned status, json_t *obj);

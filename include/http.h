@@ -18,7 +18,6 @@
 #include <stdint.h>
 
 #include "metrics.h"
-#include "order.h"
 #include "trace.h"
 
 struct http_request;
@@ -34,15 +33,33 @@ enum http_scope {
     HTTP_SCOPE_ADMIN,
 };
 
+/* What a route asks of the server besides its scope (an OR of them). */
+enum http_route_flag {
+    HTTP_ROUTE_BODY = 1u << 0,         /* takes a body; without it any body is refused (413) */
+    HTTP_ROUTE_NEEDS_KEY = 1u << 1,    /* scope NONE but, when auth is on, any known key */
+    HTTP_ROUTE_DURING_DRAIN = 1u << 2, /* keeps answering while draining (probes, metrics) */
+};
+
+/*
+ * One route, all of it: adding a route is one line in the caller's table.
+ * The server registers the pattern as the route's label in the HTTP
+ * metrics (metrics_route_register), so the label is the template itself.
+ * The first pattern that matches a path names the resource: list a literal
+ * ("/admin/dlq/redrive") before a pattern that also matches it.
+ */
 struct http_route {
     const char *method;           /* "GET" also answers HEAD */
     const char *pattern;          /* "/orders/{id}": {id} matches one non-empty segment */
-    enum metrics_route metric;
-    enum http_scope scope;
-    bool takes_body;              /* false: any body is refused with 413 */
     http_handler_fn handler;
     void *ctx;
-    bool needs_key;               /* scope NONE but, when auth is on, a known key of any scope */
+    enum http_scope scope;
+    unsigned flags; /* enum http_route_flag */
+};
+
+/* One entry of a problem's "errors" member: which input, what is wrong. */
+struct http_field_error {
+    char field[48]; /* "customer_id", "items[3].item", "limit"; "" for the body */
+    char message[128];
 };
 
 /*
@@ -139,7 +156,7 @@ void http_reply_static(struct http_request *req, unsigned status, const char *co
                        const char *body, size_t len);
 /* RFC 9457 problem+json; errors may be NULL. type is derived from status. */
 void http_reply_problem(struct http_request *req, unsigned status, const char *title,
-                        const char *detail, const struct field_error *errors, size_t n_errors);
+                        const char *detail, const struct http_field_error *errors, size_t n_errors);
 /* Adds a header to the reply (copied); up to 8 per reply. */
 void http_reply_header(struct http_request *req, const char *name, const char *value);
 

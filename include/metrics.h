@@ -24,22 +24,15 @@ enum metrics_counter {
     METRICS_COUNTER_COUNT
 };
 
-/* Route label values: templates, never raw paths. */
-enum metrics_route {
-    METRICS_ROUTE_ORDERS,         /* /orders */
-    METRICS_ROUTE_ORDER,          /* /orders/{id} */
-    METRICS_ROUTE_HEALTHZ,
-    METRICS_ROUTE_READYZ,
-    METRICS_ROUTE_METRICS,
-    METRICS_ROUTE_STATUS_PAGE,    /* / */
-    METRICS_ROUTE_STATUS_JSON,    /* /status.json */
-    METRICS_ROUTE_ADMIN_DLQ,      /* /admin/dlq */
-    METRICS_ROUTE_ADMIN_DLQ_ITEM, /* /admin/dlq/{id} */
-    METRICS_ROUTE_ADMIN_REDRIVE,  /* /admin/dlq/{id}/redrive */
-    METRICS_ROUTE_ADMIN_REDRIVE_ALL, /* /admin/dlq/redrive */
-    METRICS_ROUTE_OTHER,          /* anything unknown (404s) */
-    METRICS_ROUTE_COUNT
-};
+/*
+ * Routes: the label of orderd_http_requests_total and of the request
+ * duration is the route's path template ("/orders/{id}"), never a raw path.
+ * The HTTP server registers each route's template as it starts
+ * (metrics_route_register), so adding a route touches only the route table;
+ * id 0 is "other" (no route matched: 404s, or the table is full).
+ */
+#define METRICS_ROUTES_MAX 32 /* distinct templates, "other" included */
+#define METRICS_ROUTE_OTHER 0u
 
 /* Fulfilment: what ran, and how it ended (enum fulfilment_result, by name). */
 enum metrics_fulfilment_kind { METRICS_FULFILMENT_COMMAND, METRICS_FULFILMENT_HTTP,
@@ -100,8 +93,7 @@ void metrics_counter_add(struct metrics *m, enum metrics_counter c, uint64_t n);
 uint64_t metrics_counter_get(const struct metrics *m, enum metrics_counter c);
 
 /* One finished HTTP request: route template, status code, seconds taken. */
-void metrics_http_observe(struct metrics *m, enum metrics_route route, unsigned status,
-                          double seconds);
+void metrics_http_observe(struct metrics *m, unsigned route, unsigned status, double seconds);
 /* One processing attempt (success or failure), seconds taken. */
 void metrics_processing_observe(struct metrics *m, double seconds);
 /* One fsync that makes accepted orders durable before their 202, seconds taken. */
@@ -112,7 +104,15 @@ void metrics_fulfilment_observe(struct metrics *m, enum metrics_fulfilment_kind 
 /* Fulfilments in flight: +1 as one starts, -1 as it ends. */
 void metrics_fulfilment_in_flight_add(struct metrics *m, int64_t delta);
 
-const char *metrics_route_label(enum metrics_route route);
+/*
+ * The id of a route template (copied), registering it when new: the same
+ * template always gets the same id. METRICS_ROUTE_OTHER when
+ * METRICS_ROUTES_MAX are taken or memory ran out. Any thread (the server
+ * registers before it serves; a scrape sees a route once registered).
+ */
+unsigned metrics_route_register(struct metrics *m, const char *template);
+/* The label of a route id; "other" for METRICS_ROUTE_OTHER and unknown ids. */
+const char *metrics_route_label(const struct metrics *m, unsigned route);
 
 /*
  * Renders the whole exposition, including process_* metrics read from /proc.

@@ -24,14 +24,14 @@ struct order {
     size_t item_count;
 };
 
-struct field_error {
+struct order_field_error {
     char field[48];               /* "customer_id", "items[3].item", "" for the body */
     char message[128];
 };
 
 struct order_validation {
     size_t count;
-    struct field_error errors[ORDER_FIELD_ERRORS_MAX];
+    struct order_field_error errors[ORDER_FIELD_ERRORS_MAX];
 };
 
 enum order_parse_result {

@@ -59,30 +59,18 @@ static json_t *dead_letter_json(const struct store_dead_letter *d)
                      api_trace_id_of(d->traceparent));
 }
 
-struct unknown_params {
-    struct field_error *errs;
-    size_t *n;
-    size_t max;
-};
-
 static void reject_unknown(void *arg, const char *name)
 {
-    struct unknown_params *u = arg;
-    if (strcmp(name, "limit") == 0 || strcmp(name, "cursor") == 0 || *u->n >= u->max)
-        return;
-    struct field_error *e = &u->errs[(*u->n)++];
-    snprintf(e->field, sizeof(e->field), "%.47s", name);
-    snprintf(e->message, sizeof(e->message), "unknown query parameter");
+    static const char *const known[] = {"limit", "cursor", NULL};
+    api_query_reject_unknown(arg, name, known);
 }
 
 /* Parses limit and cursor; false (with a 400 reply) when invalid. */
 static bool page_params(struct http_request *req, size_t *limit, char *before, size_t size)
 {
-    struct field_error errs[8];
-    size_t n = 0;
+    struct api_query_errors q = {.n = 0};
     bool present = false;
-    struct unknown_params u = {errs, &n, 6};
-    http_request_query_names(req, reject_unknown, &u);
+    http_request_query_names(req, reject_unknown, &q);
     *limit = HTTP_LIST_LIMIT_DEFAULT;
     before[0] = '\0';
     const char *v = http_request_query(req, "limit", &present);
@@ -90,25 +78,15 @@ static bool page_params(struct http_request *req, size_t *limit, char *before, s
         char *end = NULL;
         errno = 0;
         long l = strtol(v, &end, 10);
-        if (errno || end == v || *end || l < 1 || l > HTTP_LIST_LIMIT_MAX) {
-            snprintf(errs[n].field, sizeof(errs[n].field), "limit");
-            snprintf(errs[n].message, sizeof(errs[n].message), "must be an integer from 1 to %d",
-                     HTTP_LIST_LIMIT_MAX);
-            n++;
-        } else {
+        if (errno || end == v || *end || l < 1 || l > HTTP_LIST_LIMIT_MAX)
+            api_query_error(&q, "limit", "must be an integer from 1 to %d", HTTP_LIST_LIMIT_MAX);
+        else
             *limit = (size_t)l;
-        }
     }
     v = http_request_query(req, "cursor", &present);
-    if (present && api_cursor_decode(v, before, size) != 0) {
-        snprintf(errs[n].field, sizeof(errs[n].field), "cursor");
-        snprintf(errs[n].message, sizeof(errs[n].message), "is not a cursor this server handed out");
-        n++;
-    }
-    if (n > 0)
-        http_reply_problem(req, 400, "Invalid query", "one or more query parameters are invalid",
-                           errs, n);
-    return n == 0;
+    if (present && api_cursor_decode(v, before, size) != 0)
+        api_query_error(&q, "cursor", "is not a cursor this server handed out");
+    return !api_reply_query_errors(req, &q);
 }
 
 void api_admin_dlq_list(struct http_request *req, void *ctx)

@@ -3,6 +3,7 @@
  * api_json.h). Runs on HTTP threads (and the committer, for replies).
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -113,4 +114,36 @@ void api_reply_unavailable(struct http_request *req, const char *detail)
     snprintf(v, sizeof(v), "%d", HTTP_RETRY_AFTER_S);
     http_reply_header(req, "Retry-After", v);
     http_reply_problem(req, 503, NULL, detail, NULL, 0);
+}
+
+/* ---- problems in a query string ------------------------------------------ */
+
+void api_query_error(struct api_query_errors *q, const char *field, const char *fmt, ...)
+{
+    if (q->n >= API_QUERY_ERRORS_MAX)
+        return;
+    struct http_field_error *e = &q->errors[q->n++];
+    snprintf(e->field, sizeof(e->field), "%s", field);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof(e->message), fmt, ap);
+    va_end(ap);
+}
+
+void api_query_reject_unknown(struct api_query_errors *q, const char *name,
+                              const char *const *known)
+{
+    for (size_t i = 0; known[i] != NULL; i++)
+        if (strcmp(name, known[i]) == 0)
+            return;
+    api_query_error(q, name, "unknown query parameter");
+}
+
+bool api_reply_query_errors(struct http_request *req, const struct api_query_errors *q)
+{
+    if (q->n == 0)
+        return false;
+    http_reply_problem(req, 400, "Invalid query", "one or more query parameters are invalid",
+                       q->errors, q->n);
+    return true;
 }

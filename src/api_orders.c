@@ -249,7 +249,15 @@ static void reply_invalid(struct http_request *req, int rc, const struct order_v
     const char *title = rc == ORDER_EMALFORMED ? "Malformed JSON" : "Invalid order";
     const char *detail = rc == ORDER_EMALFORMED ? "the body is not a valid JSON object"
                                                 : "one or more fields are invalid";
-    http_reply_problem(req, 400, title, detail, v->errors, v->count);
+    struct http_field_error errors[ORDER_FIELD_ERRORS_MAX];
+    size_t n = v->count < ORDER_FIELD_ERRORS_MAX ? v->count : ORDER_FIELD_ERRORS_MAX;
+    _Static_assert(sizeof(errors[0].field) >= sizeof(v->errors[0].field), "field");
+    _Static_assert(sizeof(errors[0].message) >= sizeof(v->errors[0].message), "message");
+    for (size_t i = 0; i < n; i++) {
+        memcpy(errors[i].field, v->errors[i].field, sizeof(v->errors[i].field));
+        memcpy(errors[i].message, v->errors[i].message, sizeof(v->errors[i].message));
+    }
+    http_reply_problem(req, 400, title, detail, errors, n);
 }
 
 /*
@@ -389,7 +397,7 @@ void api_orders_post(struct http_request *req, void *ctx)
     struct api_orders *api = ctx;
     const char *key = http_request_header(req, "Idempotency-Key");
     if (key && !idempotency_key_valid(key)) {
-        struct field_error fe = {"Idempotency-Key", ""};
+        struct http_field_error fe = {"Idempotency-Key", ""};
         snprintf(fe.message, sizeof(fe.message),
                  "must be 1 to %d visible ASCII characters", IDEMPOTENCY_KEY_MAX);
         http_reply_problem(req, 400, "Invalid header", "the Idempotency-Key header is invalid",
@@ -449,29 +457,13 @@ void api_orders_get(struct http_request *req, void *ctx)
 struct list_query {
     struct store_order_filter filter;
     char before[ID_ULID_LEN + 1];
-    struct field_error errors[8];
-    size_t n_errors;
+    struct api_query_errors problems;
 };
-
-static void list_error(struct list_query *q, const char *field, const char *message)
-{
-    if (q->n_errors >= sizeof(q->errors) / sizeof(q->errors[0]))
-        return;
-    struct field_error *e = &q->errors[q->n_errors++];
-    snprintf(e->field, sizeof(e->field), "%s", field);
-    snprintf(e->message, sizeof(e->message), "%s", message);
-}
 
 static void list_reject_unknown(void *arg, const char *name)
 {
-    static const char *const known[] = {"customer_id", "status", "limit", "cursor"};
-    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-        if (strcmp(name, known[i]) == 0)
-            return;
-    struct list_query *q = arg;
-    char field[48];
-    snprintf(field, sizeof(field), "%.47s", name);
-    list_error(q, field, "unknown query parameter");
+    static const char *const known[] = {"customer_id", "status", "limit", "cursor", NULL};
+    api_query_reject_unknown(arg, name, known);
 }
 
 static bool status_valid(const char *s)
@@ -486,18 +478,18 @@ static void list_parse(struct http_request *req, struct list_query *q)
     bool present = false;
     memset(q, 0, sizeof(*q));
     q->filter.limit = HTTP_LIST_LIMIT_DEFAULT;
-    http_request_query_names(req, list_reject_unknown, q);
+    http_request_query_names(req, list_reject_unknown, &q->problems);
 
     const char *v = http_request_query(req, "customer_id", &present);
     if (present && (v[0] == '\0' || strlen(v) > ORDER_CUSTOMER_ID_MAX * 4))
-        list_error(q, "customer_id", "must be a non-empty customer id");
+        api_query_error(&q->problems, "customer_id", "must be a non-empty customer id");
     else if (present)
         q->filter.customer_id = v;
 
     v = http_request_query(req, "status", &present);
     if (present && !status_valid(v))
-        list_error(q, "status",
-                   "must be one of queued, processing, completed, dead_lettered, discarded");
+        api_query_error(&q->problems, "status",
+                        "must be one of queued, processing, completed, dead_lettered, discarded");
     else if (present)
         q->filter.status = v;
 
@@ -506,17 +498,15 @@ static void list_parse(struct http_request *req, struct list_query *q)
         char *end = NULL;
         errno = 0;
         long n = strtol(v, &end, 10);
-        if (errno || end == v || *end || n < 1 || n > HTTP_LIST_LIMIT_MAX) {
-            char msg[64];
-            snprintf(msg, sizeof(msg), "must be an integer from 1 to %d", HTTP_LIST_LIMIT_MAX);
-            list_error(q, "limit", msg);
-        } else {
+        if (errno || end == v || *end || n < 1 || n > HTTP_LIST_LIMIT_MAX)
+            api_query_error(&q->problems, "limit", "must be an integer from 1 to %d",
+                            HTTP_LIST_LIMIT_MAX);
+        else
             q->filter.limit = (size_t)n;
-        }
     }
     v = http_request_query(req, "cursor", &present);
     if (present && api_cursor_decode(v, q->before, sizeof(q->before)) != 0)
-        list_error(q, "cursor", "is not a cursor this server handed out");
+        api_query_error(&q->problems, "cursor", "is not a cursor this server handed out");
     else if (present)
         q->filter.before_id = q->before;
 }
@@ -526,11 +516,8 @@ void api_orders_list(struct http_request *req, void *ctx)
     struct api_orders *api = ctx;
     struct list_query q;
     list_parse(req, &q);
-    if (q.n_errors > 0) {
-        http_reply_problem(req, 400, "Invalid query", "one or more query parameters are invalid",
-                           q.errors, q.n_errors);
+    if (api_reply_query_errors(req, &q.problems))
         return;
-    }
     size_t limit = q.filter.limit;
     q.filter.limit = limit + 1; /* the extra row tells whether a next page exists */
     struct store_order *rows = NULL;

@@ -167,48 +167,44 @@ static char *read_pem(const char *path)
  * monitoring routes have no scope; with [auth] protect_status, /metrics and
  * /status.json still need a known key (needs_key, the last field).
  */
-static const struct http_route *build_routes(struct daemon *d, size_t *n)
+#define DAEMON_ROUTES_MAX 16
+
+/*
+ * The routes orderd serves, one line each (http.h: struct http_route); the
+ * pattern is also the route's label in the HTTP metrics, and
+ * tests/ops/openapi-check.mjs reads these {"METHOD", "/pattern" lines to
+ * check that docs/openapi.yaml documents every one. Returns how many.
+ */
+static size_t build_routes(struct daemon *d, struct http_route routes[DAEMON_ROUTES_MAX])
 {
-    static struct http_route routes[16];
-    bool protect = d->cfg->protect_status;
-    size_t i = 0;
-    routes[i++] = (struct http_route){"POST", "/orders", METRICS_ROUTE_ORDERS,
-                                      HTTP_SCOPE_ORDERS_WRITE, true, api_orders_post, d->orders,
-                                      false};
-    routes[i++] = (struct http_route){"GET", "/orders", METRICS_ROUTE_ORDERS,
-                                      HTTP_SCOPE_ORDERS_READ, false, api_orders_list, d->orders,
-                                      false};
-    routes[i++] = (struct http_route){"GET", "/orders/{id}", METRICS_ROUTE_ORDER,
-                                      HTTP_SCOPE_ORDERS_READ, false, api_orders_get, d->orders,
-                                      false};
-    /* Probes never need a key: a load balancer or systemd has none. */
-    routes[i++] = (struct http_route){"GET", "/healthz", METRICS_ROUTE_HEALTHZ, HTTP_SCOPE_NONE,
-                                      false, api_system_healthz, &d->system, false};
-    routes[i++] = (struct http_route){"GET", "/readyz", METRICS_ROUTE_READYZ, HTTP_SCOPE_NONE,
-                                      false, api_system_readyz, &d->system, false};
-    routes[i++] = (struct http_route){"GET", "/metrics", METRICS_ROUTE_METRICS, HTTP_SCOPE_NONE,
-                                      false, api_system_metrics, &d->system, protect};
-    /* The page is static (no data in it): its script fetches /status.json. */
-    routes[i++] = (struct http_route){"GET", "/", METRICS_ROUTE_STATUS_PAGE, HTTP_SCOPE_NONE,
-                                      false, api_status_page, &d->status, false};
-    routes[i++] = (struct http_route){"GET", "/status.json", METRICS_ROUTE_STATUS_JSON,
-                                      HTTP_SCOPE_NONE, false, api_status_json, &d->status,
-                                      protect};
-    /* The literal /admin/dlq/redrive comes before /admin/dlq/{id}: first match names the resource. */
-    routes[i++] = (struct http_route){"GET", "/admin/dlq", METRICS_ROUTE_ADMIN_DLQ,
-                                      HTTP_SCOPE_ADMIN, false, api_admin_dlq_list, &d->admin,
-                                      false};
-    routes[i++] = (struct http_route){"POST", "/admin/dlq/redrive", METRICS_ROUTE_ADMIN_REDRIVE_ALL,
-                                      HTTP_SCOPE_ADMIN, false, api_admin_redrive_all, &d->admin,
-                                      false};
-    routes[i++] = (struct http_route){"POST", "/admin/dlq/{id}/redrive",
-                                      METRICS_ROUTE_ADMIN_REDRIVE, HTTP_SCOPE_ADMIN, false,
-                                      api_admin_redrive, &d->admin, false};
-    routes[i++] = (struct http_route){"DELETE", "/admin/dlq/{id}", METRICS_ROUTE_ADMIN_DLQ_ITEM,
-                                      HTTP_SCOPE_ADMIN, false, api_admin_dlq_delete, &d->admin,
-                                      false};
-    *n = i;
-    return routes;
+    /* With protect_status, the monitoring routes need any known key. */
+    unsigned watch = d->cfg->protect_status ? HTTP_ROUTE_NEEDS_KEY : 0;
+    /* Probes, metrics and the status page answer while draining; probes never
+     * need a key (a load balancer or systemd has none). The page is static
+     * (no data in it): its script fetches /status.json. The literal
+     * /admin/dlq/redrive comes before /admin/dlq/{id}: the first match names
+     * the resource. */
+    const struct http_route table[] = {
+        {"POST", "/orders", api_orders_post, d->orders, HTTP_SCOPE_ORDERS_WRITE, HTTP_ROUTE_BODY},
+        {"GET", "/orders", api_orders_list, d->orders, HTTP_SCOPE_ORDERS_READ, 0},
+        {"GET", "/orders/{id}", api_orders_get, d->orders, HTTP_SCOPE_ORDERS_READ, 0},
+        {"GET", "/healthz", api_system_healthz, &d->system, HTTP_SCOPE_NONE,
+         HTTP_ROUTE_DURING_DRAIN},
+        {"GET", "/readyz", api_system_readyz, &d->system, HTTP_SCOPE_NONE, HTTP_ROUTE_DURING_DRAIN},
+        {"GET", "/metrics", api_system_metrics, &d->system, HTTP_SCOPE_NONE,
+         HTTP_ROUTE_DURING_DRAIN | watch},
+        {"GET", "/", api_status_page, &d->status, HTTP_SCOPE_NONE, HTTP_ROUTE_DURING_DRAIN},
+        {"GET", "/status.json", api_status_json, &d->status, HTTP_SCOPE_NONE,
+         HTTP_ROUTE_DURING_DRAIN | watch},
+        {"GET", "/admin/dlq", api_admin_dlq_list, &d->admin, HTTP_SCOPE_ADMIN, 0},
+        {"POST", "/admin/dlq/redrive", api_admin_redrive_all, &d->admin, HTTP_SCOPE_ADMIN, 0},
+        {"POST", "/admin/dlq/{id}/redrive", api_admin_redrive, &d->admin, HTTP_SCOPE_ADMIN, 0},
+        {"DELETE", "/admin/dlq/{id}", api_admin_dlq_delete, &d->admin, HTTP_SCOPE_ADMIN, 0},
+    };
+    size_t n = sizeof(table) / sizeof(table[0]);
+    _Static_assert(sizeof(table) / sizeof(table[0]) <= DAEMON_ROUTES_MAX, "DAEMON_ROUTES_MAX");
+    memcpy(routes, table, sizeof(table));
+    return n;
 }
 
 static unsigned http_thread_count(const struct config *c)
@@ -231,8 +227,8 @@ static int start_http(struct daemon *d)
             return -EINVAL;
         }
     }
-    size_t nroutes = 0;
-    const struct http_route *routes = build_routes(d, &nroutes);
+    struct http_route routes[DAEMON_ROUTES_MAX];
+    size_t nroutes = build_routes(d, routes);
     struct http_options ho = {
         .host = c->listen_host,
         .port = c->listen_port,

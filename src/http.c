@@ -48,6 +48,12 @@
 
 #define REPLY_HEADERS_MAX 8
 
+/* A route as served: the caller's descriptor and its id in the HTTP metrics. */
+struct served_route {
+    struct http_route route;
+    unsigned metric;
+};
+
 struct reply_header {
     char *name;
     char *value;
@@ -57,7 +63,8 @@ struct http_request {
     struct http_server *srv;
     struct MHD_Connection *conn;
     const struct http_route *route;  /* NULL: answered before routing */
-    enum metrics_route metric;
+    unsigned metric;                 /* the matched resource's metrics id, or "other" */
+    bool during_drain;               /* the matched resource answers while draining */
     char method[16];
     char *path;
     char param[ID_ULID_LEN * 4];
@@ -107,7 +114,7 @@ struct http_server {
     int listen_fd;
     uint16_t port;
     uint64_t max_body_bytes;
-    struct http_route *routes;
+    struct served_route *routes;
     size_t route_count;
     struct metrics *metrics;
     http_authorize_fn authorize;
@@ -269,7 +276,7 @@ static const char *status_title(unsigned status)
 }
 
 void http_reply_problem(struct http_request *req, unsigned status, const char *title,
-                        const char *detail, const struct field_error *errors, size_t n_errors)
+                        const char *detail, const struct http_field_error *errors, size_t n_errors)
 {
     char type[64];
     snprintf(type, sizeof(type), "https://orderd.dev/problems/%u", status);
@@ -431,13 +438,14 @@ static const struct http_route *route_find(const struct http_server *srv, struct
     char param[sizeof(req->param)];
     allow[0] = '\0';
     for (size_t i = 0; i < srv->route_count; i++) {
-        const struct http_route *r = &srv->routes[i];
+        const struct http_route *r = &srv->routes[i].route;
         if (resource != NULL && strcmp(resource, r->pattern) != 0)
             continue;
         if (!pattern_match(r->pattern, req->path, param, sizeof(param)))
             continue;
         resource = r->pattern;
-        req->metric = r->metric;
+        req->metric = srv->routes[i].metric;
+        req->during_drain = (r->flags & HTTP_ROUTE_DURING_DRAIN) != 0;
         if (method_matches(r->method, req->method)) {
             memcpy(req->param, param, sizeof(param));
             return r;
@@ -494,15 +502,6 @@ static void reply_retry_after(struct http_request *req, unsigned status, const c
 
 /* ---- the first callback: route, limits, access ---------------------------- */
 
-static bool draining_applies(const struct http_request *req)
-{
-    /* Health, readiness, metrics and the status page keep answering while
-     * draining, so operators and probes can watch the drain. */
-    return req->metric != METRICS_ROUTE_HEALTHZ && req->metric != METRICS_ROUTE_READYZ &&
-           req->metric != METRICS_ROUTE_METRICS && req->metric != METRICS_ROUTE_STATUS_PAGE &&
-           req->metric != METRICS_ROUTE_STATUS_JSON;
-}
-
 static bool content_type_is_json(const char *ct)
 {
     if (ct == NULL)
@@ -552,7 +551,9 @@ static void request_admit(struct http_server *srv, struct http_request *req)
 {
     char allow[128];
     req->route = route_find(srv, req, allow, sizeof(allow));
-    if (atomic_load(&srv->draining) && draining_applies(req)) {
+    /* Routes flagged HTTP_ROUTE_DURING_DRAIN (health, readiness, metrics, the
+     * status page) keep answering, so operators and probes can watch the drain. */
+    if (atomic_load(&srv->draining) && !req->during_drain) {
         reply_retry_after(req, 503, "Service Unavailable", "orderd is shutting down",
                           HTTP_RETRY_AFTER_S);
         return;
@@ -562,7 +563,6 @@ static void request_admit(struct http_server *srv, struct http_request *req)
             http_reply_header(req, "Allow", allow);
             http_reply_problem(req, 405, NULL, "method not allowed on this resource", NULL, 0);
         } else {
-            req->metric = METRICS_ROUTE_OTHER;
             http_reply_problem(req, 404, NULL, "no such resource", NULL, 0);
         }
         return;
@@ -571,8 +571,9 @@ static void request_admit(struct http_server *srv, struct http_request *req)
     /* Named only where a name counts: inet_ntop is a printf per request. */
     if (r->scope != HTTP_SCOPE_NONE && (srv->authorize != NULL || srv->rate_limit != NULL))
         client_address(req);
-    /* needs_key: a monitoring route behind any known key (never rate-limited) */
-    if ((r->scope != HTTP_SCOPE_NONE || r->needs_key) && srv->authorize != NULL) {
+    /* NEEDS_KEY: a monitoring route behind any known key (never rate-limited) */
+    bool needs_key = (r->flags & HTTP_ROUTE_NEEDS_KEY) != 0;
+    if ((r->scope != HTTP_SCOPE_NONE || needs_key) && srv->authorize != NULL) {
         unsigned code = srv->authorize(srv->authorize_ctx, http_request_header(req, "Authorization"),
                                        r->scope, req->client, sizeof(req->client));
         if (code == 401) {
@@ -593,7 +594,7 @@ static void request_admit(struct http_server *srv, struct http_request *req)
             return;
         }
     }
-    if (!r->takes_body)
+    if (!(r->flags & HTTP_ROUTE_BODY))
         return;
     const char *cl = http_request_header(req, "Content-Length");
     if (cl != NULL) {
@@ -661,7 +662,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
         return queue_reply(req);
     }
     if (*upload_data_size > 0) {
-        if (!req->queued && req->route && req->route->takes_body)
+        if (!req->queued && req->route && (req->route->flags & HTTP_ROUTE_BODY))
             body_append(srv, req, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
@@ -956,12 +957,16 @@ enum http_tls_fault http_tls_check(const char *cert_pem, const char *key_pem, ch
 
 /* ---- start / stop --------------------------------------------------------- */
 
+/* The caller's routes, each with its label registered in the metrics. */
 static int copy_routes(struct http_server *srv, const struct http_options *o)
 {
     srv->routes = calloc(o->route_count, sizeof(*srv->routes));
     if (srv->routes == NULL)
         return -ENOMEM;
-    memcpy(srv->routes, o->routes, o->route_count * sizeof(*srv->routes));
+    for (size_t i = 0; i < o->route_count; i++) {
+        srv->routes[i].route = o->routes[i];
+        srv->routes[i].metric = metrics_route_register(srv->metrics, o->routes[i].pattern);
+    }
     srv->route_count = o->route_count;
     return 0;
 }

@@ -3,18 +3,21 @@
  *
  * Owns: struct metrics, made once by main and handed to the modules that
  * count: the order counters, the HTTP request counters indexed by
- * [route][status - 100], two histograms (HTTP request duration per route, and
- * processing duration), the build-info labels and the scrape-time gauge
- * callback. Leaves to others: what the queue gauges are (storage answers
- * through the callback) and serving the text (the HTTP module calls
- * metrics_render()).
+ * [route][status - 100], the histograms (HTTP request duration per route,
+ * processing, fsync, fulfilment), the route labels, the build-info labels
+ * and the scrape-time gauge callback. Leaves to others: which routes exist
+ * (the HTTP server registers each template), what the queue gauges are and
+ * what else a backend reports (storage answers through the callback and
+ * puts its own samples into a metrics_sink), and serving the text (the HTTP
+ * module calls metrics_render()).
  *
  * Threads: every function is safe from any thread. Updates are single relaxed
  * atomic adds, lock-free and wait-free: a histogram keeps one atomic per
  * bucket (not cumulative; cumulated at render), its count is the sum of its
  * buckets so `le="+Inf"` always equals `_count`, and its sum is an atomic
- * count of nanoseconds. Only the build-info strings and the callback, set at
- * start-up and read at render, sit behind a mutex (never taken by an update).
+ * count of nanoseconds. Only the build-info strings, the callback and route
+ * registration, done at start-up, take a mutex (never taken by an update);
+ * a route's label is written before the count that publishes it.
  *
  * Invariant: every metric family in the exposition has # HELP and # TYPE,
  * and its samples follow them contiguously. `promtool check metrics` finds
@@ -61,8 +64,13 @@ struct histogram {
 
 struct metrics {
     _Atomic uint64_t counters[METRICS_COUNTER_COUNT];
-    _Atomic uint64_t http_requests[METRICS_ROUTE_COUNT][HTTP_STATUS_SLOTS];
-    struct histogram http_duration[METRICS_ROUTE_COUNT];
+    _Atomic uint64_t http_requests[METRICS_ROUTES_MAX][HTTP_STATUS_SLOTS];
+    struct histogram http_duration[METRICS_ROUTES_MAX];
+    /* Route templates by id; [0] is "other". Written once each under lock,
+     * before route_count is raised (release), so a reader that loads the
+     * count (acquire) sees every label below it. */
+    char *route_labels[METRICS_ROUTES_MAX];
+    _Atomic unsigned route_count;
     struct histogram processing;
     struct histogram sync;
     _Atomic uint64_t fulfilment_results[METRICS_FULFILMENT_RESULT_COUNT];
@@ -76,20 +84,7 @@ struct metrics {
     char *sqlite_version;
 };
 
-static const char *const route_labels[METRICS_ROUTE_COUNT] = {
-    [METRICS_ROUTE_ORDERS] = "/orders",
-    [METRICS_ROUTE_ORDER] = "/orders/{id}",
-    [METRICS_ROUTE_HEALTHZ] = "/healthz",
-    [METRICS_ROUTE_READYZ] = "/readyz",
-    [METRICS_ROUTE_METRICS] = "/metrics",
-    [METRICS_ROUTE_STATUS_PAGE] = "/",
-    [METRICS_ROUTE_STATUS_JSON] = "/status.json",
-    [METRICS_ROUTE_ADMIN_DLQ] = "/admin/dlq",
-    [METRICS_ROUTE_ADMIN_DLQ_ITEM] = "/admin/dlq/{id}",
-    [METRICS_ROUTE_ADMIN_REDRIVE] = "/admin/dlq/{id}/redrive",
-    [METRICS_ROUTE_ADMIN_REDRIVE_ALL] = "/admin/dlq/redrive",
-    [METRICS_ROUTE_OTHER] = "other",
-};
+static const char other_route_label[] = "other";
 
 static const char *const fulfilment_result_labels[METRICS_FULFILMENT_RESULT_COUNT] = {
     [METRICS_FULFILMENT_OK] = "ok",
@@ -134,6 +129,7 @@ int metrics_new(struct metrics **out)
         free(m);
         return -ENOMEM;
     }
+    atomic_store(&m->route_count, 1); /* METRICS_ROUTE_OTHER */
     *out = m;
     return 0;
 }
@@ -143,6 +139,8 @@ void metrics_free(struct metrics *m)
     if (m == NULL)
         return;
     pthread_mutex_destroy(&m->lock);
+    for (unsigned r = 1; r < atomic_load(&m->route_count); r++)
+        free(m->route_labels[r]);
     free(m->version);
     free(m->sqlite_version);
     free(m);
@@ -205,10 +203,9 @@ static void histogram_observe(struct histogram *h, double seconds)
 }
 
 /* A request with a status outside 100..599 is not counted (it cannot be on the wire). */
-void metrics_http_observe(struct metrics *m, enum metrics_route route, unsigned status,
-                          double seconds)
+void metrics_http_observe(struct metrics *m, unsigned route, unsigned status, double seconds)
 {
-    if ((unsigned)route >= METRICS_ROUTE_COUNT)
+    if (route >= atomic_load_explicit(&m->route_count, memory_order_acquire))
         route = METRICS_ROUTE_OTHER;
     if (status < HTTP_STATUS_MIN || status > HTTP_STATUS_MAX)
         return;
@@ -242,11 +239,34 @@ void metrics_fulfilment_in_flight_add(struct metrics *m, int64_t delta)
     atomic_fetch_add_explicit(&m->fulfilment_in_flight, delta, memory_order_relaxed);
 }
 
-const char *metrics_route_label(enum metrics_route route)
+static unsigned route_find(const struct metrics *m, unsigned count, const char *template)
 {
-    if ((unsigned)route >= METRICS_ROUTE_COUNT)
-        return route_labels[METRICS_ROUTE_OTHER];
-    return route_labels[route];
+    for (unsigned r = 1; r < count; r++)
+        if (strcmp(m->route_labels[r], template) == 0)
+            return r;
+    return METRICS_ROUTE_OTHER;
+}
+
+unsigned metrics_route_register(struct metrics *m, const char *template)
+{
+    pthread_mutex_lock(&m->lock);
+    unsigned count = atomic_load_explicit(&m->route_count, memory_order_relaxed);
+    unsigned id = route_find(m, count, template);
+    if (id == METRICS_ROUTE_OTHER && count < METRICS_ROUTES_MAX &&
+        (m->route_labels[count] = strdup(template)) != NULL) {
+        id = count;
+        atomic_store_explicit(&m->route_count, count + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return id;
+}
+
+const char *metrics_route_label(const struct metrics *m, unsigned route)
+{
+    if (route == METRICS_ROUTE_OTHER ||
+        route >= atomic_load_explicit(&m->route_count, memory_order_acquire))
+        return other_route_label;
+    return m->route_labels[route];
 }
 
 /* ---- rendering ------------------------------------------------------------ */
@@ -414,22 +434,23 @@ static void render_http(struct strbuf *b, const struct metrics *m)
 {
     family(b, "orderd_http_requests_total", "counter",
            "HTTP requests answered, by route template and status code.");
-    for (int r = 0; r < METRICS_ROUTE_COUNT; r++) {
+    unsigned routes = atomic_load_explicit(&m->route_count, memory_order_acquire);
+    for (unsigned r = 0; r < routes; r++) {
         for (int s = 0; s < HTTP_STATUS_SLOTS; s++) {
             uint64_t n = atomic_load_explicit(&m->http_requests[r][s], memory_order_relaxed);
             if (n == 0)
                 continue;
             strbuf_str(b, "orderd_http_requests_total{route=\"");
-            buf_label_value(b, route_labels[r]);
+            buf_label_value(b, metrics_route_label(m, r));
             strbuf_printf(b, "\",code=\"%d\"} %" PRIu64 "\n", s + HTTP_STATUS_MIN, n);
         }
     }
     family(b, "orderd_http_request_duration_seconds", "histogram",
            "Time to answer an HTTP request, by route template.");
-    for (int r = 0; r < METRICS_ROUTE_COUNT; r++) {
+    for (unsigned r = 0; r < routes; r++) {
         if (histogram_count(&m->http_duration[r]) != 0)
-            render_histogram(b, "orderd_http_request_duration_seconds", "route", route_labels[r],
-                             &m->http_duration[r]);
+            render_histogram(b, "orderd_http_request_duration_seconds", "route",
+                             metrics_route_label(m, r), &m->http_duration[r]);
     }
 }
 

@@ -24,8 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FIELD_LEN sizeof(((struct field_error *)0)->field)
-#define MESSAGE_LEN sizeof(((struct field_error *)0)->message)
+#define FIELD_LEN sizeof(((struct order_field_error *)0)->field)
+#define MESSAGE_LEN sizeof(((struct order_field_error *)0)->message)
 
 static const char *const top_keys[] = {"customer_id", "items", NULL};
 static const char *const item_keys[] = {"item", "quantity", NULL};
@@ -48,7 +48,7 @@ static void copy_utf8(char *dst, size_t size, const char *src)
 __attribute__((format(printf, 3, 4)))
 static void add_error(struct order_validation *v, const char *field, const char *fmt, ...)
 {
-    struct field_error *e;
+    struct order_field_error *e;
     va_list ap;
 
     if (v->count >= ORDER_FIELD_ERRORS_MAX)
@@ -220,7 +220,7 @@ static void check_unknown(struct order_validation *v, json_t *obj, const char *c
         (void)value;
         if (key_known(key, known))
             continue;
-        /* One byte longer than field_error.field, so add_error sees the cut and
+        /* One byte longer than order_field_error.field, so add_error sees the cut and
          * backs off to a character boundary. */
         snprintf(field, sizeof(field), "%s%s", prefix, key);
         add_error(v, field, "unknown field");

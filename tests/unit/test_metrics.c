@@ -26,7 +26,12 @@ Suite *suite_metrics(void);
 
 #define PROMTOOL "/usr/bin/promtool"
 
+#define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
 static struct metrics *m;
+
+/* The id the HTTP server would get for a route template. */
+static unsigned route(const char *template) { return metrics_route_register(m, template); }
 
 static void setup(void)
 {
@@ -218,10 +223,10 @@ START_TEST(test_http_observe_samples)
     char series[256];
 
     for (size_t i = 0; i < sizeof(observed) / sizeof(observed[0]); i++) {
-        metrics_http_observe(m, METRICS_ROUTE_ORDERS, i % 2 ? 202 : 400, observed[i]);
+        metrics_http_observe(m, route("/orders"), i % 2 ? 202 : 400, observed[i]);
         sum += observed[i];
     }
-    metrics_http_observe(m, METRICS_ROUTE_ORDER, 404, 0.001);
+    metrics_http_observe(m, route("/orders/{id}"), 404, 0.001);
     char *s = render();
 
     ck_assert_double_eq(value(s, "orderd_http_requests_total{route=\"/orders\",code=\"202\"}"), 4);
@@ -314,11 +319,12 @@ END_TEST
 
 START_TEST(test_http_status_out_of_range_and_bad_route)
 {
-    metrics_http_observe(m, METRICS_ROUTE_HEALTHZ, 99, 0.1);
-    metrics_http_observe(m, METRICS_ROUTE_HEALTHZ, 600, 0.1);
-    metrics_http_observe(m, METRICS_ROUTE_HEALTHZ, 100, 0.1);
-    metrics_http_observe(m, METRICS_ROUTE_HEALTHZ, 599, 0.1);
-    metrics_http_observe(m, (enum metrics_route)77, 404, 0.1);
+    unsigned healthz = route("/healthz");
+    metrics_http_observe(m, healthz, 99, 0.1);
+    metrics_http_observe(m, healthz, 600, 0.1);
+    metrics_http_observe(m, healthz, 100, 0.1);
+    metrics_http_observe(m, healthz, 599, 0.1);
+    metrics_http_observe(m, 77, 404, 0.1); /* never registered: "other" */
     char *s = render();
     ck_assert_double_eq(value(s, "orderd_http_requests_total{route=\"/healthz\",code=\"100\"}"), 1);
     ck_assert_double_eq(value(s, "orderd_http_requests_total{route=\"/healthz\",code=\"599\"}"), 1);
@@ -331,43 +337,82 @@ START_TEST(test_http_status_out_of_range_and_bad_route)
 }
 END_TEST
 
-static const char *const route_want[METRICS_ROUTE_COUNT] = {
-    [METRICS_ROUTE_ORDERS] = "/orders",
-    [METRICS_ROUTE_ORDER] = "/orders/{id}",
-    [METRICS_ROUTE_HEALTHZ] = "/healthz",
-    [METRICS_ROUTE_READYZ] = "/readyz",
-    [METRICS_ROUTE_METRICS] = "/metrics",
-    [METRICS_ROUTE_STATUS_PAGE] = "/",
-    [METRICS_ROUTE_STATUS_JSON] = "/status.json",
-    [METRICS_ROUTE_ADMIN_DLQ] = "/admin/dlq",
-    [METRICS_ROUTE_ADMIN_DLQ_ITEM] = "/admin/dlq/{id}",
-    [METRICS_ROUTE_ADMIN_REDRIVE] = "/admin/dlq/{id}/redrive",
-    [METRICS_ROUTE_ADMIN_REDRIVE_ALL] = "/admin/dlq/redrive",
-    [METRICS_ROUTE_OTHER] = "other",
+/* The route table of src/daemon.c, as the HTTP server registers it. */
+static const char *const route_want[] = {
+    "/orders",
+    "/orders/{id}",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/",
+    "/status.json",
+    "/admin/dlq",
+    "/admin/dlq/{id}",
+    "/admin/dlq/{id}/redrive",
+    "/admin/dlq/redrive",
 };
 
+/* Each registered template is its own label, in both families. */
 START_TEST(test_route_labels_are_templates)
 {
-    enum metrics_route r = (enum metrics_route)_i;
+    for (int i = 0; i < N(route_want); i++)
+        route(route_want[i]);
+    unsigned r = route(route_want[_i]);
     char series[256];
 
-    ck_assert_str_eq(metrics_route_label(r), route_want[r]);
+    ck_assert_uint_ne(r, METRICS_ROUTE_OTHER);
+    ck_assert_str_eq(metrics_route_label(m, r), route_want[_i]);
     metrics_http_observe(m, r, 200, 0.01);
     char *s = render();
     snprintf(series, sizeof(series), "orderd_http_requests_total{route=\"%s\",code=\"200\"}",
-             route_want[r]);
+             route_want[_i]);
     ck_assert_double_eq(value(s, series), 1);
     snprintf(series, sizeof(series), "orderd_http_request_duration_seconds_count{route=\"%s\"}",
-             route_want[r]);
+             route_want[_i]);
     ck_assert_double_eq(value(s, series), 1);
+    free(s);
+}
+END_TEST
+
+/* A template registered twice (GET and POST /orders) is one route. */
+START_TEST(test_route_register_same_template_same_id)
+{
+    unsigned a = route("/orders"), b = route("/orders/{id}");
+    ck_assert_uint_ne(a, b);
+    ck_assert_uint_eq(route("/orders"), a);
+    metrics_http_observe(m, a, 202, 0.01);
+    metrics_http_observe(m, route("/orders"), 202, 0.01);
+    char *s = render();
+    ck_assert_double_eq(value(s, "orderd_http_requests_total{route=\"/orders\",code=\"202\"}"), 2);
+    free(s);
+}
+END_TEST
+
+/* Past METRICS_ROUTES_MAX a template counts as "other", never out of bounds. */
+START_TEST(test_route_register_full)
+{
+    char t[32];
+    unsigned last = METRICS_ROUTE_OTHER;
+    for (int i = 1; i < METRICS_ROUTES_MAX; i++) {
+        snprintf(t, sizeof(t), "/r%d", i);
+        last = route(t);
+        ck_assert_uint_eq(last, (unsigned)i);
+    }
+    ck_assert_uint_eq(route("/one-too-many"), METRICS_ROUTE_OTHER);
+    ck_assert_uint_eq(route("/r1"), 1);
+    metrics_http_observe(m, route("/one-too-many"), 404, 0.01);
+    char *s = render();
+    ck_assert_double_eq(value(s, "orderd_http_requests_total{route=\"other\",code=\"404\"}"), 1);
     free(s);
 }
 END_TEST
 
 START_TEST(test_route_label_out_of_range)
 {
-    ck_assert_str_eq(metrics_route_label(METRICS_ROUTE_COUNT), "other");
-    ck_assert_str_eq(metrics_route_label((enum metrics_route)-1), "other");
+    ck_assert_str_eq(metrics_route_label(m, METRICS_ROUTE_OTHER), "other");
+    ck_assert_str_eq(metrics_route_label(m, 5), "other"); /* not registered */
+    ck_assert_str_eq(metrics_route_label(m, METRICS_ROUTES_MAX), "other");
+    ck_assert_str_eq(metrics_route_label(m, (unsigned)-1), "other");
 }
 END_TEST
 
@@ -567,7 +612,7 @@ static void *hammer(void *arg)
     (void)arg;
     for (int i = 0; i < PER_THREAD; i++) {
         metrics_counter_add(m, METRICS_ORDERS_RECEIVED, 1);
-        metrics_http_observe(m, METRICS_ROUTE_ORDERS, 202, 0.001);
+        metrics_http_observe(m, route("/orders"), 202, 0.001);
         metrics_processing_observe(m, 0.25);
     }
     return NULL;
@@ -636,9 +681,10 @@ static void fill_everything(struct fake_storage *f)
     metrics_set_build_info(m, "0.1.0 \"q\" \\ \n", "3.40.1");
     metrics_counter_add(m, METRICS_ORDERS_RECEIVED, 10);
     metrics_counter_add(m, METRICS_ORDERS_FAILED, 1);
-    for (int r = 0; r < METRICS_ROUTE_COUNT; r++)
-        metrics_http_observe(m, (enum metrics_route)r, 200 + (unsigned)r, 0.0001 * (r + 1));
-    metrics_http_observe(m, METRICS_ROUTE_ORDERS, 503, 7.5);
+    metrics_http_observe(m, METRICS_ROUTE_OTHER, 404, 0.0001);
+    for (int r = 0; r < N(route_want); r++)
+        metrics_http_observe(m, route(route_want[r]), 201 + (unsigned)r, 0.0001 * (r + 2));
+    metrics_http_observe(m, route("/orders"), 503, 7.5);
     metrics_processing_observe(m, 0.033);
     metrics_processing_observe(m, 12);
 }
@@ -684,8 +730,6 @@ END_TEST
 
 /* ---- the one list --------------------------------------------------------------- */
 
-#define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
-
 /* Fulfilment: results by name, durations by kind, and the in-flight gauge. */
 START_TEST(test_fulfilment_series)
 {
@@ -728,7 +772,9 @@ Suite *suite_metrics(void)
     tcase_add_loop_test(tc, test_plain_histograms, 0, N(plain_histograms));
     tcase_add_test(tc, test_observe_odd_durations);
     tcase_add_test(tc, test_http_status_out_of_range_and_bad_route);
-    tcase_add_loop_test(tc, test_route_labels_are_templates, 0, METRICS_ROUTE_COUNT);
+    tcase_add_loop_test(tc, test_route_labels_are_templates, 0, N(route_want));
+    tcase_add_test(tc, test_route_register_same_template_same_id);
+    tcase_add_test(tc, test_route_register_full);
     tcase_add_test(tc, test_route_label_out_of_range);
     tcase_add_test(tc, test_gauge_callback_values);
     tcase_add_test(tc, test_gauge_wal);

@@ -35,7 +35,7 @@ enum http_scope {
 
 /* What a route asks of the server besides its scope (an OR of them). */
 enum http_route_flag {
-    HTTP_ROUTE_BODY = 1u << 0,         /* takes a body; without it any body is refused (413) */
+    HTTP_ROUTE_BODY = 1u << 0,         /* takes a body (up to max_body_bytes); else it is discarded */
     HTTP_ROUTE_NEEDS_KEY = 1u << 1,    /* scope NONE but, when auth is on, any known key */
     HTTP_ROUTE_DURING_DRAIN = 1u << 2, /* keeps answering while draining (probes, metrics) */
 };

@@ -127,6 +127,11 @@ int store_sync(struct store *s);
  * move to previous_attempts / previous_error, and attempts / last_error
  * start again for the new run.
  */
+/* Whether s names one of those statuses (a listing's filter). */
+bool store_status_valid(const char *s);
+/* Their names for a message: "queued, processing, completed, ...". */
+const char *store_status_names(void);
+
 struct store_order {
     char order_id[ID_ULID_LEN + 1];
     char *customer_id;

@@ -466,13 +466,6 @@ static void list_reject_unknown(void *arg, const char *name)
     api_query_reject_unknown(arg, name, known);
 }
 
-static bool status_valid(const char *s)
-{
-    return strcmp(s, "queued") == 0 || strcmp(s, "processing") == 0 ||
-           strcmp(s, "completed") == 0 || strcmp(s, "dead_lettered") == 0 ||
-           strcmp(s, "discarded") == 0;
-}
-
 static void list_parse(struct http_request *req, struct list_query *q)
 {
     bool present = false;
@@ -487,9 +480,8 @@ static void list_parse(struct http_request *req, struct list_query *q)
         q->filter.customer_id = v;
 
     v = http_request_query(req, "status", &present);
-    if (present && !status_valid(v))
-        api_query_error(&q->problems, "status",
-                        "must be one of queued, processing, completed, dead_lettered, discarded");
+    if (present && !store_status_valid(v))
+        api_query_error(&q->problems, "status", "must be one of %s", store_status_names());
     else if (present)
         q->filter.status = v;
 

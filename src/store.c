@@ -14,6 +14,7 @@
  * (any thread, for both).
  */
 #include <assert.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,14 +230,42 @@ void store_dead_letters_free(struct store_dead_letter *d, size_t n)
 
 /* ---- the queue's policy ---------------------------------------------------- */
 
+/* An order's statuses: adding one starts here (and in each backend's SQL). */
+static const char *const status_names[] = {"queued", "processing", "completed", "dead_lettered",
+                                           "discarded"};
+#define STATUS_COUNT (sizeof(status_names) / sizeof(status_names[0]))
+
+static const char *status_find(const char *s)
+{
+    for (size_t i = 0; s != NULL && i < STATUS_COUNT; i++)
+        if (strcmp(s, status_names[i]) == 0)
+            return status_names[i];
+    return NULL;
+}
+
+bool store_status_valid(const char *s) { return status_find(s) != NULL; }
+
+static char status_list[128];
+static pthread_once_t status_list_once = PTHREAD_ONCE_INIT;
+
+static void status_list_build(void)
+{
+    size_t used = 0;
+    for (size_t i = 0; i < STATUS_COUNT && used < sizeof(status_list); i++)
+        used += (size_t)snprintf(status_list + used, sizeof(status_list) - used, "%s%s",
+                                 i > 0 ? ", " : "", status_names[i]);
+}
+
+const char *store_status_names(void)
+{
+    pthread_once(&status_list_once, status_list_build);
+    return status_list;
+}
+
 const char *store_status_constant(const char *s)
 {
-    static const char *const names[] = {"queued", "processing", "completed", "dead_lettered",
-                                        "discarded"};
-    for (size_t i = 0; s != NULL && i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcmp(s, names[i]) == 0)
-            return names[i];
-    return "queued";
+    const char *name = status_find(s);
+    return name != NULL ? name : "queued";
 }
 
 const char *store_stored_status(const char *shown)

@@ -424,6 +424,9 @@ cursor= cursor
 customer_id= customer_id
 bogus=1 bogus
 EOF
+    http GET "/orders?status=bogus"
+    assert_match "$BODY" '"message":"must be one of queued, processing, completed, dead_lettered, discarded"' \
+        "the statuses a filter may name"
     http GET "/orders?limit=500"
     assert_status 200
     http GET "/orders?status=discarded"

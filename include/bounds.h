@@ -70,6 +70,12 @@
 #define FULFILMENT_EXCERPT_MAX 512   /* of an error answer's body, in last_error */
 #define FULFILMENT_CONCURRENCY_MAX 4096 /* fulfilment_concurrency at most */
 
+/* Retention: expired orders are deleted this many at a time, each batch its
+ * own short transaction, a pause between batches so that intake goes first. */
+#define RETENTION_MAX_DAYS 36500    /* [retention] durations at most (100 years) */
+#define RETENTION_BATCH 500         /* rows deleted per transaction */
+#define RETENTION_INTERVAL_MS 60000 /* a sweep when nothing expired last time */
+
 /* Config. */
 #define CONFIG_ERRORS_MAX 64
 #define CONFIG_LINE_MAX 4096

@@ -65,6 +65,9 @@ struct config {
     /* [auth] */
     char *keys_file;              /* NULL = no auth */
     bool protect_status;          /* /metrics and /status.json need a key too; default false */
+    /* [retention]: how long finished orders stay; 0 = forever (the default) */
+    uint64_t retention_completed_ms;    /* completed orders, from completed_at */
+    uint64_t retention_dead_letters_ms; /* dead letters (and discarded orders), from when they died */
     /* [log] */
     enum log_level log_level;
     enum log_format log_format;

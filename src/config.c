@@ -43,6 +43,7 @@
 #define MS_PER_S UINT64_C(1000)
 #define MS_PER_M (60 * MS_PER_S)
 #define MS_PER_H (60 * MS_PER_M)
+#define MS_PER_D (24 * MS_PER_H)
 #define KIB UINT64_C(1024)
 #define MIB (1024 * KIB)
 #define RATE_MAX 1000000      /* requests/s per client; more is "off" in practice */
@@ -116,6 +117,9 @@ static const struct key_def key_defs[] = {
     KEY("limits", "burst", KT_U32, burst, 0, 1000000),
     KEY("auth", "keys_file", KT_STRING, keys_file, 0, 0),
     KEY("auth", "protect_status", KT_BOOL, protect_status, 0, 0),
+    KEY("retention", "completed", KT_DURATION, retention_completed_ms, 0, RETENTION_MAX_DAYS * MS_PER_D),
+    KEY("retention", "dead_letters", KT_DURATION, retention_dead_letters_ms, 0,
+        RETENTION_MAX_DAYS * MS_PER_D),
     KEY("log", "level", KT_LEVEL, log_level, 0, 0),
     KEY("log", "format", KT_FORMAT, log_format, 0, 0),
 };
@@ -124,7 +128,7 @@ static const struct key_def key_defs[] = {
 static_assert(KEYS_COUNT <= CONFIG_KEYS_MAX, "struct config's origins must hold every key");
 
 static const char *const section_names[] = {
-    "server", "storage", "queue", "workers", "limits", "auth", "log",
+    "server", "storage", "queue", "workers", "limits", "auth", "retention", "log",
 };
 
 struct enum_name {
@@ -320,12 +324,16 @@ int config_parse_duration_ms(const char *s, uint64_t *out)
     static const struct {
         const char *unit;
         uint64_t ms;
-    } units[] = {{"ms", 1}, {"s", MS_PER_S}, {"m", MS_PER_M}, {"h", MS_PER_H}};
+    } units[] = {{"ms", 1}, {"s", MS_PER_S}, {"m", MS_PER_M}, {"h", MS_PER_H}, {"d", MS_PER_D}};
     const char *end;
     uint64_t n;
 
     if (s == NULL || out == NULL || parse_digits(s, &n, &end) != 0)
         return -EINVAL;
+    if (strcmp(s, "0") == 0) { /* nothing needs no unit: "completed = 0" */
+        *out = 0;
+        return 0;
+    }
     for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
         if (strcmp(end, units[i].unit) != 0)
             continue;
@@ -465,7 +473,9 @@ static void fmt_got(char *buf, size_t cap, const char *value, bool secret)
 
 static void fmt_duration(char *buf, size_t cap, uint64_t ms)
 {
-    if (ms != 0 && ms % MS_PER_H == 0)
+    if (ms != 0 && ms % MS_PER_D == 0)
+        (void)snprintf(buf, cap, "%" PRIu64 "d", ms / MS_PER_D);
+    else if (ms != 0 && ms % MS_PER_H == 0)
         (void)snprintf(buf, cap, "%" PRIu64 "h", ms / MS_PER_H);
     else if (ms != 0 && ms % MS_PER_M == 0)
         (void)snprintf(buf, cap, "%" PRIu64 "m", ms / MS_PER_M);
@@ -592,7 +602,7 @@ static int apply_duration(uint64_t *field, const struct key_def *k, const char *
     uint64_t ms;
 
     if (config_parse_duration_ms(v, &ms) != 0) {
-        (void)snprintf(msg, cap, "expected a duration with a unit (ms, s, m, h)%s", got);
+        (void)snprintf(msg, cap, "expected a duration with a unit (ms, s, m, h, d)%s", got);
         return -EINVAL;
     }
     if (ms < k->min || ms > k->max) {

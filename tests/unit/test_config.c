@@ -91,6 +91,8 @@ static void assert_defaults(const struct config *c)
     ck_assert_uint_eq(c->request_timeout_ms, 30000);
     ck_assert_uint_eq(c->http_threads, 0);
     ck_assert_uint_eq(c->drain_grace_ms, 0);
+    ck_assert_uint_eq(c->retention_completed_ms, 0);
+    ck_assert_uint_eq(c->retention_dead_letters_ms, 0);
     ck_assert_int_eq(c->backend, STORE_BACKEND_SQLITE);
     ck_assert_str_eq(c->storage_path, "/var/lib/orderd/orderd.db");
     ck_assert_int_eq(c->durability, DURABILITY_FULL);
@@ -307,14 +309,14 @@ static const struct value_case value_cases[] = {
     {"limits", "burst", "1000001", "expected an integer from 0 to 1000000"},
     /* durations */
     {"server", "request_timeout", "1s", NULL},
-    {"server", "request_timeout", "30", "expected a duration with a unit (ms, s, m, h), got \"30\""},
+    {"server", "request_timeout", "30", "expected a duration with a unit (ms, s, m, h, d), got \"30\""},
     {"server", "request_timeout", "999ms", "expected a duration from 1s to 1h, got \"999ms\""},
     {"server", "request_timeout", "61m", "expected a duration from 1s to 1h"},
     {"server", "request_timeout", "0s", "expected a duration from 1s to 1h"},
     {"queue", "visibility_timeout", "13h", "expected a duration from 1s to 12h"},
     {"queue", "visibility_timeout", "1.5s", "expected a duration with a unit"},
     {"queue", "backoff_base", "0ms", "expected a duration from 1ms to 1h"},
-    {"queue", "backoff_max", "25h", "expected a duration from 1ms to 24h"},
+    {"queue", "backoff_max", "25h", "expected a duration from 1ms to 1d"},
     {"workers", "fulfilment_timeout", "99ms", "expected a duration from 100ms to 1h"},
     {"workers", "fulfilment_timeout", "", "expected a duration with a unit"},
     {"server", "drain_grace", "0s", NULL},
@@ -326,6 +328,11 @@ static const struct value_case value_cases[] = {
     {"storage", "backend", "", "expected one of sqlite, postgres"},
     {"storage", "backend", "SQLite", "expected one of sqlite, postgres"},
     {"storage", "durability", "fast", "expected one of full, normal"},
+    {"retention", "completed", "30d", NULL},
+    {"retention", "completed", "0", NULL},
+    {"retention", "dead_letters", "90d", NULL},
+    {"retention", "dead_letters", "36501d", "expected a duration from 0ms to 36500d"},
+    {"retention", "dead_letters", "1w", "expected a duration with a unit"},
     {"log", "level", "verbose", "expected one of debug, info, warn, error"},
     {"log", "level", "", "expected one of debug, info, warn, error"},
     {"log", "level", "warn", NULL},
@@ -397,6 +404,8 @@ static const struct number_case duration_cases[] = {
     {"5m", 0, 300000},
     {"1h", 0, 3600000},
     {"0s", 0, 0},
+    {"0", 0, 0},
+    {"00", -EINVAL, 0},
     {"0ms", 0, 0},
     {"007s", 0, 7000},
     {"18446744073709551615ms", 0, UINT64_MAX},
@@ -415,7 +424,8 @@ static const struct number_case duration_cases[] = {
     {"", -EINVAL, 0},
     {"10sec", -EINVAL, 0},
     {"10S", -EINVAL, 0},
-    {"10d", -EINVAL, 0},
+    {"10d", 0, UINT64_C(864000000)},
+    {"213503982335d", -EINVAL, 0},          /* unit overflows */
     {"10us", -EINVAL, 0},
     {"1h30m", -EINVAL, 0},
     {"10ms5", -EINVAL, 0},
@@ -811,7 +821,7 @@ struct env_case {
 
 static const struct env_case env_cases[] = {
     {"", "ORDERD_QUEUE_BACKOFF_MAX=30", "ORDERD_QUEUE_BACKOFF_MAX",
-     "expected a duration with a unit (ms, s, m, h), got \"30\"", NULL},
+     "expected a duration with a unit (ms, s, m, h, d), got \"30\"", NULL},
     {"", "ORDERD_WORKERS_COUNT=", "ORDERD_WORKERS_COUNT", "got an empty value", NULL},
     {"", "ORDERD_SERVER_LISTN=0.0.0.0:1", "ORDERD_SERVER_LISTN", "no such setting", "0.0.0.0:1"},
     {"", "ORDERD_FOO=1", "ORDERD_FOO", "no such setting", NULL},
@@ -867,7 +877,7 @@ START_TEST(test_print_format)
                         "/etc/orderd/orderd.conf:3: [server] max_connections: expected an "
                         "integer from 1 to 100000, got \"0\"\n"
                         "/etc/orderd/orderd.conf:4: [bad]: unknown section (expected one of "
-                        "server, storage, queue, workers, limits, auth, log)\n"
+                        "server, storage, queue, workers, limits, auth, retention, log)\n"
                         "environment: ORDERD_LOG_LEVEL: expected one of debug, info, warn, "
                         "error, got \"loud\"\n"
                         "/etc/orderd/orderd.conf:6: [queue] backoff_max: backoff_max (1ms) must "

@@ -53,6 +53,10 @@ struct store_options {
     const char *dsn;              /* postgres: libpq connection string or URI */
     enum durability durability;   /* full: fsync (sqlite) / synchronous commit (postgres)
                                    * at every intake commit */
+    /* Reading only (orderd export, beside a running daemon): no schema is
+     * created or migrated (a database of another version is refused), no
+     * writer, no checkpointer; only store_export() and reads may be called. */
+    bool read_only;
 };
 
 /* Opens (creating and migrating if needed). 0 or STORE_EOPEN with a log line. */
@@ -293,6 +297,50 @@ int store_redrive_all(struct store *s, int64_t now_ms, uint64_t *moved);
 /* Drops a dead letter for good: its order becomes status "discarded", with
  * discarded_at = now_ms, and keeps its attempts and last error. */
 int store_delete_dead_letter(struct store *s, const char *order_id, int64_t now_ms);
+
+/* ---- retention (issue 20) ---------------------------------------------- */
+
+/* What retention deletes, each by its own [retention] duration. */
+enum store_retention_kind {
+    /* completed orders whose processed_at is before the cutoff */
+    STORE_RETENTION_COMPLETED,
+    /* dead letters that died before the cutoff, with their orders; and
+     * discarded orders (a deleted dead letter) discarded before it */
+    STORE_RETENTION_DEAD_LETTERS,
+    STORE_RETENTION_KIND_COUNT
+};
+
+/*
+ * Deletes at most max (<= RETENTION_BATCH) expired rows of one kind, and
+ * every row that belongs to them, in ONE short transaction, oldest first;
+ * *deleted is how many orders went (fewer than max: nothing more has expired
+ * now). Never touches a queued or processing order. Any thread; the
+ * retention sweeper calls it between intake commits.
+ */
+int store_purge_expired(struct store *s, enum store_retention_kind kind, int64_t cutoff_ms,
+                        size_t max, uint64_t *deleted);
+
+/* ---- export (issue 20) ------------------------------------------------- */
+
+struct store_export_filter {
+    const char *status;      /* NULL = any; else one of the statuses (store_status_valid) */
+    const char *customer_id; /* NULL = any */
+    int64_t before_ms;       /* created before it; 0 = any time */
+};
+
+/* Called once per order, in order_id order; nonzero stops the export and is
+ * returned by store_export(). o and its strings live until the call returns. */
+typedef int (*store_export_fn)(void *arg, const struct store_order *o);
+
+/*
+ * Streams every order that matches f from ONE consistent snapshot (what was
+ * committed when it started, whatever commits meanwhile), in constant memory
+ * however many rows: sqlite, one read transaction on its own connection;
+ * postgres, a REPEATABLE READ READ ONLY transaction read row by row. Returns
+ * STORE_OK, fn's nonzero value, or an error. Any thread; intake goes on.
+ */
+int store_export(struct store *s, const struct store_export_filter *f, store_export_fn fn,
+                 void *arg);
 
 /* ---- maintenance ------------------------------------------------------ */
 

@@ -49,6 +49,10 @@ struct store_ops {
                  struct store_message *out, size_t max, size_t *n, size_t *dead_lettered);
     int (*settle)(struct store *s, struct store_settlement *items, size_t n, int64_t now_ms);
     int (*release)(struct store *s, const struct store_message *msgs, size_t n, int64_t now_ms);
+    int (*purge_expired)(struct store *s, enum store_retention_kind kind, int64_t cutoff_ms,
+                         size_t max, uint64_t *deleted);
+    int (*export_orders)(struct store *s, const struct store_export_filter *f, store_export_fn fn,
+                         void *arg);
     int (*extend_leases)(struct store *s, struct store_lease *items, size_t n, int64_t now_ms,
                          int64_t visibility_timeout_ms);
     int (*next_visible_ms)(struct store *s, int64_t *when_ms);

@@ -1,6 +1,6 @@
 /*
- * cli.h — the subcommands that do one job and exit: `orderd hash-key` and
- * `orderd backup DEST`. src/main.c parses the command line, loads the config
+ * cli.h — the subcommands that do one job and exit: `orderd hash-key`,
+ * `orderd backup DEST` and `orderd export`. src/main.c parses the command line, loads the config
  * and calls these; they run on the main thread with no other thread started.
  */
 #ifndef ORDERD_CLI_H
@@ -25,5 +25,13 @@ int cli_hash_key(int in_fd, int out_fd);
  * exactly one log line in cfg's log format. The log must be configured.
  */
 int cli_backup(const struct config *cfg, const char *dest);
+
+/*
+ * `orderd export [--status S] [--before TIME] [--customer ID]` (argv[0] is
+ * "export"): every matching order as one JSON object a line on stdout, from
+ * one consistent snapshot, in constant memory (store_export). Returns the
+ * exit status (orderd(8), EXPORT). src/cli_export.c.
+ */
+int cli_export(const struct config *cfg, int argc, char **argv);
 
 #endif

@@ -35,6 +35,7 @@
 #include "auth.h"
 #include "cli.h"
 #include "config.h"
+#include "ctl.h"
 #include "daemon.h"
 #include "fulfilment.h"
 #include "http.h"
@@ -52,6 +53,10 @@ static void usage(FILE *to)
     fprintf(to, "usage: orderd [-c FILE]                 run (default FILE: %s)\n"
                 "       orderd -c FILE --check-config    validate FILE and exit\n"
                 "       orderd -c FILE backup DEST       online copy of the database to DEST\n"
+                "       orderd -c FILE export [--status S] [--before TIME] [--customer ID]\n"
+                "                                        the orders as NDJSON on stdout\n"
+                "       orderd -c FILE ctl [--url URL] [--key-file F] [--json] COMMAND\n"
+                "                                        ask the running daemon (orderd ctl --help)\n"
                 "       orderd hash-key < KEY            print the SHA-256 of a key read on stdin\n"
                 "       orderd --version\n",
             DEFAULT_CONFIG);
@@ -355,6 +360,20 @@ static int cmd_backup(const char *path, const char *dest)
     return rc;
 }
 
+/* export and ctl: argv[0] is the command's name, its options follow. */
+static int cmd_with_config(const char *path, int argc, char **argv,
+                           int (*fn)(const struct config *cfg, int argc, char **argv))
+{
+    struct config cfg;
+    int rc = load_config(path, &cfg);
+    if (rc == 0) {
+        log_configure(cfg.log_level, cfg.log_format);
+        rc = fn(&cfg, argc, argv);
+    }
+    config_free(&cfg);
+    return rc;
+}
+
 /* ---- run ------------------------------------------------------------------------------ */
 
 static int cmd_run(const char *path)
@@ -387,7 +406,8 @@ int main(int argc, char **argv)
     const char *path = DEFAULT_CONFIG;
     bool check = false;
     int opt;
-    while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+    /* "+": options end at the command, whose own options follow it */
+    while ((opt = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;
         case 'k': check = true; break;
@@ -417,6 +437,10 @@ int main(int argc, char **argv)
         }
         return cmd_backup(path, argv[optind + 1]);
     }
+    if (optind < argc && strcmp(argv[optind], "export") == 0)
+        return cmd_with_config(path, argc - optind, argv + optind, cli_export);
+    if (optind < argc && strcmp(argv[optind], "ctl") == 0)
+        return cmd_with_config(path, argc - optind, argv + optind, ctl_main);
     if (optind != argc) {
         fprintf(stderr, "orderd: unknown command: %s\n", argv[optind]);
         usage(stderr);

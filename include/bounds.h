@@ -74,7 +74,8 @@
  * own short transaction, a pause between batches so that intake goes first. */
 #define RETENTION_MAX_DAYS 36500    /* [retention] durations at most (100 years) */
 #define RETENTION_BATCH 500         /* rows deleted per transaction */
-#define RETENTION_INTERVAL_MS 60000 /* a sweep when nothing expired last time */
+#define RETENTION_PAUSE_MS 20       /* after a full batch: the committer goes first */
+#define RETENTION_INTERVAL_MS 60000 /* after a sweep that found less than a batch */
 
 /* Config. */
 #define CONFIG_ERRORS_MAX 64

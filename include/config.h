@@ -108,6 +108,8 @@ int config_load_string(const char *text, char *const *envp, struct config *cfg,
 
 /* "250ms" "30s" "5m" "1h" -> milliseconds. 0 or -EINVAL (no unit, junk, overflow). */
 int config_parse_duration_ms(const char *s, uint64_t *out);
+/* ms as the file would write it, in the largest whole unit: "30d", "90s", "250ms", "0ms". */
+void config_format_duration(uint64_t ms, char *buf, size_t cap);
 /* "65536" "64k" "1M" -> bytes. 0 or -EINVAL. */
 int config_parse_size(const char *s, uint64_t *out);
 

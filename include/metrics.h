@@ -46,6 +46,13 @@ enum metrics_fulfilment_result {
     METRICS_FULFILMENT_RESULT_COUNT
 };
 
+/* Retention: orders deleted, by the [retention] key that expired them. */
+enum metrics_retention {
+    METRICS_RETENTION_COMPLETED,    /* table="completed" */
+    METRICS_RETENTION_DEAD_LETTERS, /* table="dead_letters" (and discarded orders) */
+    METRICS_RETENTION_COUNT
+};
+
 /* Values read at scrape time from storage. */
 struct metrics_queue_gauges {
     uint64_t queue_depth;
@@ -101,6 +108,8 @@ void metrics_sync_observe(struct metrics *m, double seconds);
 /* One fulfilment attempt that ended: its kind, result and seconds taken. */
 void metrics_fulfilment_observe(struct metrics *m, enum metrics_fulfilment_kind kind,
                                 enum metrics_fulfilment_result result, double seconds);
+/* Orders deleted by retention (store_purge_expired). */
+void metrics_retention_add(struct metrics *m, enum metrics_retention table, uint64_t n);
 /* Fulfilments in flight: +1 as one starts, -1 as it ends. */
 void metrics_fulfilment_in_flight_add(struct metrics *m, int64_t delta);
 

@@ -471,7 +471,7 @@ static void fmt_got(char *buf, size_t cap, const char *value, bool secret)
     (void)snprintf(buf, cap, ", got \"%s%s\"", shown, len > GOT_MAX ? "..." : "");
 }
 
-static void fmt_duration(char *buf, size_t cap, uint64_t ms)
+void config_format_duration(uint64_t ms, char *buf, size_t cap)
 {
     if (ms != 0 && ms % MS_PER_D == 0)
         (void)snprintf(buf, cap, "%" PRIu64 "d", ms / MS_PER_D);
@@ -606,8 +606,8 @@ static int apply_duration(uint64_t *field, const struct key_def *k, const char *
         return -EINVAL;
     }
     if (ms < k->min || ms > k->max) {
-        fmt_duration(lo, sizeof(lo), k->min);
-        fmt_duration(hi, sizeof(hi), k->max);
+        config_format_duration(k->min, lo, sizeof(lo));
+        config_format_duration(k->max, hi, sizeof(hi));
         (void)snprintf(msg, cap, "expected a duration from %s to %s%s", lo, hi, got);
         return -EINVAL;
     }
@@ -1115,8 +1115,8 @@ static void cross_check(struct parser *p)
         cross_report(p, key_index("storage", "backend"), key_index("storage", "dsn"),
                      "backend = postgres needs a dsn (a libpq connection string)");
     if (cfg->backoff_max_ms < cfg->backoff_base_ms) {
-        fmt_duration(base, sizeof(base), cfg->backoff_base_ms);
-        fmt_duration(max, sizeof(max), cfg->backoff_max_ms);
+        config_format_duration(cfg->backoff_base_ms, base, sizeof(base));
+        config_format_duration(cfg->backoff_max_ms, max, sizeof(max));
         cross_report(p, key_index("queue", "backoff_base"), key_index("queue", "backoff_max"),
                      "backoff_max (%s) must be at least backoff_base (%s)", max, base);
     }

@@ -46,6 +46,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "ratelimit.h"
+#include "retention.h"
 #include "store.h"
 #include "worker.h"
 
@@ -73,6 +74,7 @@ struct daemon {
     struct store *store;
     struct workers *workers;
     struct committer *committer;
+    struct retention *retention;
     struct api_orders *orders;
     struct api_system system;
     struct api_status status;
@@ -286,6 +288,23 @@ static int start_access_control(struct daemon *d)
     return err;
 }
 
+static struct retention_options retention_options_of(const struct config *c)
+{
+    return (struct retention_options){
+        .completed_ms = c->retention_completed_ms,
+        .dead_letters_ms = c->retention_dead_letters_ms,
+    };
+}
+
+static int start_retention(struct daemon *d)
+{
+    struct retention_options ro = retention_options_of(d->cfg);
+    int err = retention_start(d->store, d->metrics, &ro, &d->retention);
+    if (err != 0)
+        log_error(NULL, "cannot start the retention sweeper: %s", strerror(-err));
+    return err;
+}
+
 static int start_all(struct daemon *d)
 {
     if (metrics_new(&d->metrics) != 0)
@@ -318,6 +337,8 @@ static int start_all(struct daemon *d)
         log_error(NULL, "cannot start the committer: %s", strerror(-err));
         return err;
     }
+    if ((err = start_retention(d)) != 0)
+        return err;
     d->admin = (struct api_admin){d->store, workers_wake, d->workers};
     if ((err = api_orders_new(d->store, d->committer, d->metrics, &d->orders)) != 0)
         return err;
@@ -338,6 +359,8 @@ static int start_all(struct daemon *d)
  */
 static void stop_all(struct daemon *d)
 {
+    retention_stop(d->retention); /* ends its batch: one short transaction */
+    d->retention = NULL;
     committer_quiesce(d->committer);
     for (int i = 0; d->http && http_server_in_flight(d->http) > 0 && i < REPLY_FLUSH_MS / 10; i++)
         uv_sleep(10);
@@ -503,6 +526,23 @@ static void reload_secrets(struct daemon *d, const struct config *fresh)
                  n == 1 ? "" : "s", path);
 }
 
+static void reload_retention(struct daemon *d, const struct config *fresh)
+{
+    if (d->cfg->retention_completed_ms == fresh->retention_completed_ms &&
+        d->cfg->retention_dead_letters_ms == fresh->retention_dead_letters_ms)
+        return;
+    d->cfg->retention_completed_ms = fresh->retention_completed_ms;
+    d->cfg->retention_dead_letters_ms = fresh->retention_dead_letters_ms;
+    struct retention_options ro = retention_options_of(d->cfg);
+    retention_set(d->retention, &ro);
+    char completed[32] = "forever", dead[32] = "forever";
+    if (ro.completed_ms > 0)
+        config_format_duration(ro.completed_ms, completed, sizeof(completed));
+    if (ro.dead_letters_ms > 0)
+        config_format_duration(ro.dead_letters_ms, dead, sizeof(dead));
+    log_info(NULL, "reload: retention keeps completed orders %s, dead letters %s", completed, dead);
+}
+
 static void reload(struct daemon *d)
 {
     notify_send("RELOADING=1");
@@ -541,6 +581,7 @@ static void reload(struct daemon *d)
     d->cfg->rate = fresh.rate;
     d->cfg->burst = fresh.burst;
     d->cfg->drain_grace_ms = fresh.drain_grace_ms; /* read at the next SIGTERM */
+    reload_retention(d, &fresh);
     config_free(&fresh);
     log_info(NULL, "reload: applied %s (log level %s)", d->config_path,
              log_level_name(d->cfg->log_level));

@@ -76,6 +76,7 @@ struct metrics {
     _Atomic uint64_t fulfilment_results[METRICS_FULFILMENT_RESULT_COUNT];
     struct histogram fulfilment_duration[METRICS_FULFILMENT_KIND_COUNT];
     _Atomic int64_t fulfilment_in_flight;
+    _Atomic uint64_t retention_deleted[METRICS_RETENTION_COUNT];
 
     pthread_mutex_t lock; /* guards the fields below */
     metrics_gauge_fn gauge_fn;
@@ -92,6 +93,11 @@ static const char *const fulfilment_result_labels[METRICS_FULFILMENT_RESULT_COUN
     [METRICS_FULFILMENT_TIMEOUT] = "timeout",
     [METRICS_FULFILMENT_REJECTED] = "rejected",
     [METRICS_FULFILMENT_ERROR] = "error",
+};
+
+static const char *const retention_labels[METRICS_RETENTION_COUNT] = {
+    [METRICS_RETENTION_COMPLETED] = "completed",
+    [METRICS_RETENTION_DEAD_LETTERS] = "dead_letters",
 };
 
 static const char *const fulfilment_kind_labels[METRICS_FULFILMENT_KIND_COUNT] = {
@@ -232,6 +238,12 @@ void metrics_fulfilment_observe(struct metrics *m, enum metrics_fulfilment_kind 
         return;
     atomic_fetch_add_explicit(&m->fulfilment_results[result], 1, memory_order_relaxed);
     histogram_observe(&m->fulfilment_duration[kind], seconds);
+}
+
+void metrics_retention_add(struct metrics *m, enum metrics_retention table, uint64_t n)
+{
+    if ((unsigned)table < METRICS_RETENTION_COUNT)
+        atomic_fetch_add_explicit(&m->retention_deleted[table], n, memory_order_relaxed);
 }
 
 void metrics_fulfilment_in_flight_add(struct metrics *m, int64_t delta)
@@ -475,6 +487,18 @@ static void render_fulfilment(struct strbuf *b, const struct metrics *m)
                   atomic_load_explicit(&m->fulfilment_in_flight, memory_order_relaxed));
 }
 
+/* Retention: what the sweeper deleted, by the [retention] key. */
+static void render_retention(struct strbuf *b, const struct metrics *m)
+{
+    family(b, "orderd_retention_deleted_total", "counter",
+           "Orders deleted because they outlived [retention] completed or dead_letters "
+           "(table: which of the two).");
+    for (int t = 0; t < METRICS_RETENTION_COUNT; t++)
+        strbuf_printf(b, "orderd_retention_deleted_total{table=\"%s\"} %" PRIu64 "\n",
+                      retention_labels[t],
+                      atomic_load_explicit(&m->retention_deleted[t], memory_order_relaxed));
+}
+
 /* The pipeline behind the API: durable intake and processing. */
 static void render_pipeline(struct strbuf *b, const struct metrics *m)
 {
@@ -486,6 +510,7 @@ static void render_pipeline(struct strbuf *b, const struct metrics *m)
            "(SQLite with durability = full; elsewhere the commit includes it).");
     render_histogram(b, "orderd_storage_sync_duration_seconds", NULL, NULL, &m->sync);
     render_fulfilment(b, m);
+    render_retention(b, m);
 }
 
 static void render_build_info(struct strbuf *b, const char *version, const char *sqlite_version)

@@ -126,6 +126,7 @@ static const struct {
     {"orderd_fulfilment_results_total", "counter"},
     {"orderd_fulfilment_duration_seconds", "histogram"},
     {"orderd_fulfilment_in_flight", "gauge"},
+    {"orderd_retention_deleted_total", "counter"},
     {"orderd_build_info", "gauge"},
     {"process_cpu_seconds_total", "counter"},
     {"process_resident_memory_bytes", "gauge"},
@@ -756,6 +757,24 @@ START_TEST(test_fulfilment_series)
 }
 END_TEST
 
+/* Retention: deleted orders by [retention] key, both series from the start. */
+START_TEST(test_retention_series)
+{
+    char *s = render();
+    ck_assert_double_eq(value(s, "orderd_retention_deleted_total{table=\"completed\"}"), 0);
+    ck_assert_double_eq(value(s, "orderd_retention_deleted_total{table=\"dead_letters\"}"), 0);
+    free(s);
+    metrics_retention_add(m, METRICS_RETENTION_COMPLETED, 500);
+    metrics_retention_add(m, METRICS_RETENTION_COMPLETED, 7);
+    metrics_retention_add(m, METRICS_RETENTION_DEAD_LETTERS, 3);
+    metrics_retention_add(m, METRICS_RETENTION_COUNT, 99); /* ignored */
+    s = render();
+    ck_assert_double_eq(value(s, "orderd_retention_deleted_total{table=\"completed\"}"), 507);
+    ck_assert_double_eq(value(s, "orderd_retention_deleted_total{table=\"dead_letters\"}"), 3);
+    free(s);
+}
+END_TEST
+
 Suite *suite_metrics(void)
 {
     Suite *s = suite_create("metrics");
@@ -764,6 +783,7 @@ Suite *suite_metrics(void)
     tcase_set_timeout(tc, UNIT_TIMEOUT_IO);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_fulfilment_series);
+    tcase_add_test(tc, test_retention_series);
     tcase_add_loop_test(tc, test_fresh_render_families, 0, N(fresh_families));
     tcase_add_test(tc, test_fresh_render_values);
     tcase_add_test(tc, test_counters_add_up);

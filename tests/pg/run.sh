@@ -92,7 +92,7 @@ EOC
         -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -pthread \
         -Iinclude -Isrc -D_GNU_SOURCE -DORDERD_VERSION='"test"' $(pkg-config --cflags "${pkgs[@]}") \
         -o "$bin" "$tmp/main.c" tests/unit/test_store.c tests/unit/tmpdir.c tests/pg/test_store_pg.c \
-        src/store.c src/store_sqlite.c src/store_pg.c src/strbuf.c src/wal_checkpointer.c src/ids.c src/log.c \
+        src/store*.c src/strbuf.c src/wal_checkpointer.c src/ids.c src/log.c src/metrics.c \
         $(pkg-config --libs "${pkgs[@]}") -lm >"$tmp/cc.log" 2>&1; then
         fail_line "pg:store: the suites do not build: $(head -c 600 "$tmp/cc.log" | tr '\n' ' ')"
         return 0

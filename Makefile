@@ -38,7 +38,7 @@ CC ?= cc
 CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
         -Wformat=2 -Wno-format-nonliteral
-CPPFLAGS_ALL := -Iinclude -D_GNU_SOURCE -DORDERD_VERSION='"$(VERSION)"' \
+CPPFLAGS_ALL := -Iinclude -Isrc -D_GNU_SOURCE -DORDERD_VERSION='"$(VERSION)"' \
         $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 CFLAGS_ALL := -std=c11 $(WARN) -pthread -fno-omit-frame-pointer $(CFLAGS)
 LDLIBS_ALL := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm

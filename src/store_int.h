@@ -3,11 +3,12 @@
  * a backend fills in, and the head every backend's struct starts with.
  *
  * include/store.h is the public face; src/store.c implements each of its
- * functions as one call through s->ops, so a backend (store_sqlite.c,
- * store_pg.c) defines only static functions and one const struct store_ops.
- * What is the same for every backend (store_strerror, the *_clear and *_free
- * helpers) lives in store.c; what only SQLite can do (store_backup,
- * store_sqlite_version) stays public in store_sqlite.c.
+ * functions as one call through s->ops, so a backend (store_sqlite*.c,
+ * store_pg*.c, each with a private header of its own) fills in one const
+ * struct store_ops. What is the same for every backend (store_strerror, the
+ * *_clear and *_free helpers, the queue's policy below) lives in store.c;
+ * what only SQLite can do (store_backup, store_sqlite_version) stays public
+ * in store_sqlite_open.c.
  *
  * Nothing outside src/store*.c includes this file.
  */

@@ -24,7 +24,7 @@ read -ra pkg_cflags <<<"$(pkg-config --cflags "${PKGS[@]}")"
 read -ra pkg_libs <<<"$(pkg-config --libs "${PKGS[@]}")"
 cc -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
    -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -pthread \
-   -Iinclude -D_GNU_SOURCE -DORDERD_VERSION='"test"' "${pkg_cflags[@]}" \
+   -Iinclude -Isrc -D_GNU_SOURCE -DORDERD_VERSION='"test"' "${pkg_cflags[@]}" \
    -o "$out/t" "$out/main.c" "tests/unit/test_$suite.c" tests/unit/tmpdir.c "$@" \
    "${pkg_libs[@]}" -lm
 CK_FORK=yes "$out/t"

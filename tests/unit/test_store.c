@@ -584,7 +584,7 @@ static const char schema_v1_of_0_1_0[] =
     " VALUES ('01J00000000000000000000001', 1700000000001, 1700000000001);"
     "PRAGMA user_version = 1;";
 
-/* Schema 1 -> 2 -> 3 (src/store_sqlite.c: migrate_to_2, migrate_to_3) keeps rows and the
+/* Schema 1 -> 2 -> 3 (src/store_sqlite_open.c: migrate_to_2, migrate_to_3) keeps rows and the
  * rule, in place. */
 START_TEST(open_migrates_schema_1)
 {
@@ -646,7 +646,7 @@ static const char schema_1_to_2[] =
     "PRAGMA writable_schema = OFF;"
     "PRAGMA user_version = 2;";
 
-/* The PostgreSQL schema 1 (src/store_pg.c, schema_v1 before version 2), word for word. */
+/* The PostgreSQL schema 1 (src/store_pg_conn.c, schema_v1 before version 2), word for word. */
 static const char pg_schema_1[] =
     "CREATE TABLE orders ("
     "  order_id text COLLATE \"C\" PRIMARY KEY,"

@@ -155,16 +155,12 @@ int store_purge_expired(struct store *s, enum store_retention_kind kind, int64_t
     *deleted = 0;
     if ((unsigned)kind >= STORE_RETENTION_KIND_COUNT || max == 0)
         return STORE_OK;
-    if (s->ops->purge_expired == NULL)
-        return STORE_EINTERNAL;
     return s->ops->purge_expired(s, kind, cutoff_ms, max, deleted);
 }
 
 int store_export(struct store *s, const struct store_export_filter *f, store_export_fn fn,
                  void *arg)
 {
-    if (s->ops->export_orders == NULL)
-        return STORE_EINTERNAL;
     return s->ops->export_orders(s, f, fn, arg);
 }
 

@@ -158,4 +158,11 @@ void pg_vacuum_now_and_then(struct pg_store *s, struct pg_conn *c, size_t remove
 /* store_close() of this backend. */
 void store_pg_close(struct store *base);
 
+/* ---- defined in store_pg_retention.c and store_pg_export.c ------------- */
+
+int pgs_purge_expired(struct store *base, enum store_retention_kind kind, int64_t cutoff_ms,
+                      size_t max, uint64_t *deleted);
+int pgs_export_orders(struct store *base, const struct store_export_filter *f,
+                      store_export_fn fn, void *arg);
+
 #endif

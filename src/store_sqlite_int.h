@@ -163,4 +163,11 @@ int sq_sync(struct store *base);
 void sq_put_metrics(struct store *base, struct metrics_sink *sink);
 bool sq_writable(struct store *base);
 
+/* ---- defined in store_sqlite_retention.c and store_sqlite_export.c ------ */
+
+int sq_purge_expired(struct store *base, enum store_retention_kind kind, int64_t cutoff_ms,
+                     size_t max, uint64_t *deleted);
+int sq_export_orders(struct store *base, const struct store_export_filter *f, store_export_fn fn,
+                     void *arg);
+
 #endif

@@ -1,0 +1,17 @@
+/*
+ * store_sqlite_retention.c — retention for the SQLite backend: deleting
+ * expired orders in short batches (store_purge_expired). Being written
+ * (issue 20).
+ */
+#include "store_sqlite_int.h"
+
+int sq_purge_expired(struct store *base, enum store_retention_kind kind, int64_t cutoff_ms,
+                     size_t max, uint64_t *deleted)
+{
+    (void)base;
+    (void)kind;
+    (void)cutoff_ms;
+    (void)max;
+    *deleted = 0;
+    return STORE_EINTERNAL;
+}

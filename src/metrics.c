@@ -466,16 +466,23 @@ static void render_http(struct strbuf *b, const struct metrics *m)
     }
 }
 
+/* One sample per label value of a counter family kept as an array. */
+static void render_labelled(struct strbuf *b, const char *name, const char *label,
+                            const char *const *values, const _Atomic uint64_t *counts, int n)
+{
+    for (int i = 0; i < n; i++)
+        strbuf_printf(b, "%s{%s=\"%s\"} %" PRIu64 "\n", name, label, values[i],
+                      atomic_load_explicit(&counts[i], memory_order_relaxed));
+}
+
 /* The fulfilment step of processing: its results, durations and what is in flight. */
 static void render_fulfilment(struct strbuf *b, const struct metrics *m)
 {
     family(b, "orderd_fulfilment_results_total", "counter",
            "Fulfilment attempts (command or HTTP request) by result: ok, failed (retried), "
            "timeout (retried), rejected (dead-lettered at once), error (could not start).");
-    for (int r = 0; r < METRICS_FULFILMENT_RESULT_COUNT; r++)
-        strbuf_printf(b, "orderd_fulfilment_results_total{result=\"%s\"} %" PRIu64 "\n",
-                      fulfilment_result_labels[r],
-                      atomic_load_explicit(&m->fulfilment_results[r], memory_order_relaxed));
+    render_labelled(b, "orderd_fulfilment_results_total", "result", fulfilment_result_labels,
+                    m->fulfilment_results, METRICS_FULFILMENT_RESULT_COUNT);
     family(b, "orderd_fulfilment_duration_seconds", "histogram",
            "Time taken by one fulfilment attempt, by kind (command or http).");
     for (int k = 0; k < METRICS_FULFILMENT_KIND_COUNT; k++)
@@ -493,10 +500,8 @@ static void render_retention(struct strbuf *b, const struct metrics *m)
     family(b, "orderd_retention_deleted_total", "counter",
            "Orders deleted because they outlived [retention] completed or dead_letters "
            "(table: which of the two).");
-    for (int t = 0; t < METRICS_RETENTION_COUNT; t++)
-        strbuf_printf(b, "orderd_retention_deleted_total{table=\"%s\"} %" PRIu64 "\n",
-                      retention_labels[t],
-                      atomic_load_explicit(&m->retention_deleted[t], memory_order_relaxed));
+    render_labelled(b, "orderd_retention_deleted_total", "table", retention_labels,
+                    m->retention_deleted, METRICS_RETENTION_COUNT);
 }
 
 /* The pipeline behind the API: durable intake and processing. */

@@ -4,7 +4,9 @@
  *
  * For the operator who has no Prometheus or Grafana at hand: the page polls
  * /status.json every few seconds and shows the order counters, the queue
- * gauges and readiness. Handlers run on HTTP threads.
+ * gauges and readiness, and has a dead-letter console over /admin/dlq (with
+ * an admin key typed into the page when keys are configured). Handlers run on
+ * HTTP threads.
  */
 #ifndef ORDERD_API_STATUS_H
 #define ORDERD_API_STATUS_H

@@ -8,7 +8,8 @@
 
 struct config;
 
-/* argv[0] is "ctl"; its options and command follow. Returns the exit status
+/* argv[0] is "ctl"; its options and command follow. cfg may be NULL (no
+ * config file on this host): then --url is needed. Returns the exit status
  * (orderd(8), CTL). */
 int ctl_main(const struct config *cfg, int argc, char **argv);
 

@@ -1385,6 +1385,10 @@ int ctl_main(const struct config *cfg, int argc, char **argv)
             fprintf(stderr, "orderd ctl: --url %s: %s\n", o.url, err);
             return CTL_EXIT_USAGE;
         }
+    } else if (cfg == NULL) {
+        fprintf(stderr, "orderd ctl: no config file to find the daemon by its listen address; "
+                        "pass --url (or -c FILE)\n");
+        return CTL_EXIT_USAGE;
     } else {
         int r = ctl_default_url(cfg->listen_host, cfg->listen_port, cfg->tls_cert != NULL, c.base,
                                 sizeof(c.base));

@@ -374,6 +374,15 @@ static int cmd_with_config(const char *path, int argc, char **argv,
     return rc;
 }
 
+/* ctl from a workstation: without -c and without the default file there is
+ * no config, and ctl asks the daemon at --url. */
+static int cmd_ctl(const char *path, bool path_given, int argc, char **argv)
+{
+    if (!path_given && access(path, F_OK) != 0 && errno == ENOENT)
+        return ctl_main(NULL, argc, argv);
+    return cmd_with_config(path, argc, argv, ctl_main);
+}
+
 /* ---- run ------------------------------------------------------------------------------ */
 
 static int cmd_run(const char *path)
@@ -404,12 +413,15 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *path = DEFAULT_CONFIG;
-    bool check = false;
+    bool check = false, path_given = false;
     int opt;
     /* "+": options end at the command, whose own options follow it */
     while ((opt = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
         switch (opt) {
-        case 'c': path = optarg; break;
+        case 'c':
+            path = optarg;
+            path_given = true;
+            break;
         case 'k': check = true; break;
         case 'V': printf("orderd %s\n", ORDERD_VERSION); return 0;
         case 'h': usage(stdout); return 0;
@@ -440,7 +452,7 @@ int main(int argc, char **argv)
     if (optind < argc && strcmp(argv[optind], "export") == 0)
         return cmd_with_config(path, argc - optind, argv + optind, cli_export);
     if (optind < argc && strcmp(argv[optind], "ctl") == 0)
-        return cmd_with_config(path, argc - optind, argv + optind, ctl_main);
+        return cmd_ctl(path, path_given, argc - optind, argv + optind);
     if (optind != argc) {
         fprintf(stderr, "orderd: unknown command: %s\n", argv[optind]);
         usage(stderr);

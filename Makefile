@@ -56,7 +56,7 @@ MAIN_OBJ  := $(O)/obj/main.o
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNIT_OBJS := $(UNIT_SRCS:tests/unit/%.c=$(O)/obj/tests/%.o)
 
-.PHONY: all run test unit integration test-asan test-tsan test-static bench bench-scale \
+.PHONY: all run test unit integration test-asan test-tsan test-static test-browser bench bench-scale \
         bench-fulfilment fuzz \
         install uninstall clean deps deps-test deps-bench format lint
 
@@ -139,11 +139,17 @@ test: deps-test
 	TEST_ORDERD_BIN=$(abspath build/orderd) tests/ops/run.sh
 	@if [ -x tests/observability/run.sh ]; then \
 	  TEST_ORDERD_BIN=$(abspath build/orderd) tests/observability/run.sh; fi
+	TEST_ORDERD_BIN=$(abspath build/asan/orderd) tests/browser/run.sh
 	FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/fuzz/run.sh
 	@echo "make test: every suite passed"
 
 # Each fuzz target runs this long in make test (make fuzz: FUZZ_SECONDS, default 30).
 FUZZ_SMOKE_SECONDS ?= 5
+
+# the status page's dead-letter console in headless chromium (puppeteer-core
+# from npm, under build/browser-npm; screenshots in build/browser/)
+test-browser: all
+	TEST_ORDERD_BIN=$(abspath $(O)/orderd) tests/browser/run.sh
 
 # static checks of the files an operator installs
 test-static: all

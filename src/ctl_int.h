@@ -1,9 +1,11 @@
 /*
- * ctl_int.h — the pure parts of `orderd ctl` (src/ctl.c), for its unit tests
- * (tests/unit/test_ctl.c): the command line, the URL, the key file, the exit
- * status an HTTP answer gives, and the text for people (cells, tables,
- * "key: value" lines, ages). No I/O beyond the key file and the FILE a
- * printer is given; no state.
+ * ctl_int.h — private to `orderd ctl`: what src/ctl.c (the command line, the
+ * URL, the key file, the requests, the exit statuses) and src/ctl_format.c
+ * (the text for people: cells, tables, "key: value" lines, ages, error
+ * answers; the --json output) call in each other, and what their unit tests
+ * (tests/unit/test_ctl.c) call. No I/O beyond the key file, the FILE a
+ * printer is given and a list's end (stdout, stderr); no state. The main
+ * thread only.
  */
 #ifndef ORDERD_CTL_INT_H
 #define ORDERD_CTL_INT_H
@@ -13,6 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
+
+/* ---- ctl.c ---------------------------------------------------------------------- */
 
 /* Exit statuses (orderd(8), CTL; `orderd ctl --help`). */
 enum {
@@ -104,6 +109,8 @@ int ctl_read_key(const char *path, char *key, size_t size, char *why, size_t why
  * other → 5; 0 (no answer) → 2. */
 int ctl_exit_for_status(long status);
 
+/* ---- ctl_format.c ---------------------------------------------------------------- */
+
 /*
  * One cell of a table: UTF-8 text on one line. Control characters (C0, DEL,
  * C1, U+2028/9) and runs of whitespace become one space, invalid UTF-8 a
@@ -144,5 +151,28 @@ void ctl_table_free(struct ctl_table *t);
  * "QUANTITY x ITEM" line each, other arrays and objects as compact JSON.
  */
 void ctl_print_fields(const json_t *obj, FILE *out);
+
+/* The one line of an error answer (a problem document, else the start of the
+ * body), cleaned and cut as ctl_cell does: "TITLE: DETAIL (field: message;
+ * ...) [request ID]". */
+void ctl_describe_problem(const char *body, size_t len, char *out, size_t size);
+
+/* --json: an answer as it came, ending in a newline; nothing for len 0. */
+void ctl_print_raw(const char *body, size_t len, FILE *out);
+
+/* --json --all: each item of a page as compact JSON on a line, flushed. */
+void ctl_print_items(const json_t *items, FILE *out);
+
+/* Columns a table may take: $COLUMNS, the terminal's width, else
+ * CTL_WIDTH_DEFAULT. */
+size_t ctl_table_width(void);
+
+/* orders list, dlq list: the table of a list (NULL when memory ran out), its
+ * rows from a page's items (0 or -ENOMEM; now dates the dead letters' AGE),
+ * and its end: the table on stdout when it has rows; when complete, "no
+ * orders" or the next --cursor on stderr. t may be NULL (--json). */
+struct ctl_table *ctl_list_table_new(bool dlq);
+int ctl_list_add_rows(struct ctl_table *t, const json_t *items, bool dlq, time_t now);
+void ctl_list_print(const struct ctl_table *t, bool dlq, const char *cursor, bool complete);
 
 #endif

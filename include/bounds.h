@@ -77,6 +77,18 @@
 #define RETENTION_PAUSE_MS 20       /* after a full batch: the committer goes first */
 #define RETENTION_INTERVAL_MS 60000 /* after a sweep that found less than a batch */
 
+/* Tracing (OTLP/HTTP export). */
+#define TRACING_ATTRS_MAX 8            /* attributes per span */
+#define TRACING_ATTR_VALUE_MAX 256     /* bytes of a string attribute */
+#define TRACING_STATUS_MESSAGE_MAX 256 /* bytes of an error status message */
+#define TRACING_BUFFER_SPANS 8192      /* ended, not yet exported; more are dropped */
+#define TRACING_BATCH_SPANS 512        /* spans per export request */
+#define TRACING_EXPORT_INTERVAL_MS 1000 /* a batch at least this often when spans wait */
+#define TRACING_EXPORT_TIMEOUT_MS 5000 /* one export request, connect included */
+#define TRACING_BACKOFF_MAX_MS 30000   /* retries of a refused export back off up to this */
+#define TRACING_FLUSH_MS 2000          /* at stop: sending what is left, at most */
+#define TRACING_HEADERS_MAX 16         /* lines of headers_file */
+
 /* Config. */
 #define CONFIG_ERRORS_MAX 64
 #define CONFIG_LINE_MAX 4096

@@ -68,6 +68,11 @@ struct config {
     /* [retention]: how long finished orders stay; 0 = forever (the default) */
     uint64_t retention_completed_ms;    /* completed orders, from completed_at */
     uint64_t retention_dead_letters_ms; /* dead letters (and discarded orders), from when they died */
+    /* [tracing]: OpenTelemetry spans over OTLP/HTTP (tracing.h) */
+    char *otlp_endpoint;          /* NULL = off; http(s)://host:port/v1/traces */
+    char *service_name;           /* NULL = "orderd" */
+    double sample_ratio;          /* traces that start here, 0..1; default 1 */
+    char *tracing_headers_file;   /* "Name: value" lines for the collector; NULL = none */
     /* [log] */
     enum log_level log_level;
     enum log_format log_format;

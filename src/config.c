@@ -67,6 +67,7 @@ enum key_type {
     KT_SIZE,       /* uint64_t bytes, k/M suffix, in [min, max] */
     KT_DURATION,   /* uint64_t milliseconds, unit required, in [min, max] */
     KT_RATE,       /* double, decimal, in [min, max] */
+    KT_RATIO,      /* double, decimal, in [0, 1] */
     KT_BACKEND,    /* enum store_backend */
     KT_DURABILITY, /* enum durability */
     KT_LEVEL,      /* enum log_level */
@@ -120,6 +121,10 @@ static const struct key_def key_defs[] = {
     KEY("retention", "completed", KT_DURATION, retention_completed_ms, 0, RETENTION_MAX_DAYS * MS_PER_D),
     KEY("retention", "dead_letters", KT_DURATION, retention_dead_letters_ms, 0,
         RETENTION_MAX_DAYS * MS_PER_D),
+    KEY("tracing", "otlp_endpoint", KT_STRING, otlp_endpoint, 0, 0),
+    KEY("tracing", "service_name", KT_STRING, service_name, 0, 0),
+    KEY("tracing", "sample_ratio", KT_RATIO, sample_ratio, 0, 1),
+    KEY("tracing", "headers_file", KT_STRING, tracing_headers_file, 0, 0),
     KEY("log", "level", KT_LEVEL, log_level, 0, 0),
     KEY("log", "format", KT_FORMAT, log_format, 0, 0),
 };
@@ -128,7 +133,7 @@ static const struct key_def key_defs[] = {
 static_assert(KEYS_COUNT <= CONFIG_KEYS_MAX, "struct config's origins must hold every key");
 
 static const char *const section_names[] = {
-    "server", "storage", "queue", "workers", "limits", "auth", "retention", "log",
+    "server", "storage", "queue", "workers", "limits", "auth", "retention", "tracing", "log",
 };
 
 struct enum_name {
@@ -652,6 +657,18 @@ static int apply_rate(double *field, const struct key_def *k, const char *v, con
     return 0;
 }
 
+static int apply_ratio(double *field, const char *v, const char *got, char *msg, size_t cap)
+{
+    double r;
+
+    if (parse_decimal(v, &r) != 0 || r < 0 || r > 1) {
+        (void)snprintf(msg, cap, "expected a decimal number from 0 to 1%s", got);
+        return -EINVAL;
+    }
+    *field = r;
+    return 0;
+}
+
 static const struct enum_name *enum_names_of(enum key_type type)
 {
     switch (type) {
@@ -731,6 +748,8 @@ static int key_apply(struct config *cfg, const struct key_def *k, const char *v,
         return apply_duration(field, k, v, got, msg, cap);
     case KT_RATE:
         return apply_rate(field, k, v, got, msg, cap);
+    case KT_RATIO:
+        return apply_ratio(field, v, got, msg, cap);
     default:
         return apply_enum(cfg, k, v, got, msg, cap);
     }
@@ -1157,6 +1176,7 @@ int config_init(struct config *cfg)
     cfg->burst = 0;
     cfg->log_level = LOG_LEVEL_INFO;
     cfg->log_format = LOG_FORMAT_JSON;
+    cfg->sample_ratio = 1.0;
     cfg->listen = strdup(DEFAULT_LISTEN);
     cfg->listen_host = strdup(DEFAULT_LISTEN_HOST);
     cfg->storage_path = strdup(DEFAULT_STORAGE_PATH);
@@ -1192,6 +1212,9 @@ void config_free(struct config *cfg)
     str_release(&cfg->fulfilment_secret_file, false);
     str_release(&cfg->fulfilment_ca_file, false);
     str_release(&cfg->keys_file, true);
+    str_release(&cfg->otlp_endpoint, false);
+    str_release(&cfg->service_name, false);
+    str_release(&cfg->tracing_headers_file, false);
 }
 
 /* Shared by both loaders: cfg is initialised here, over whatever it held. */

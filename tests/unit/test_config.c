@@ -92,6 +92,10 @@ static void assert_defaults(const struct config *c)
     ck_assert_uint_eq(c->http_threads, 0);
     ck_assert_uint_eq(c->drain_grace_ms, 0);
     ck_assert_uint_eq(c->retention_completed_ms, 0);
+    ck_assert_ptr_null(c->otlp_endpoint);
+    ck_assert_ptr_null(c->service_name);
+    ck_assert_ptr_null(c->tracing_headers_file);
+    ck_assert_double_eq(c->sample_ratio, 1.0);
     ck_assert_uint_eq(c->retention_dead_letters_ms, 0);
     ck_assert_int_eq(c->backend, STORE_BACKEND_SQLITE);
     ck_assert_str_eq(c->storage_path, "/var/lib/orderd/orderd.db");
@@ -328,6 +332,14 @@ static const struct value_case value_cases[] = {
     {"storage", "backend", "", "expected one of sqlite, postgres"},
     {"storage", "backend", "SQLite", "expected one of sqlite, postgres"},
     {"storage", "durability", "fast", "expected one of full, normal"},
+    {"tracing", "sample_ratio", "0", NULL},
+    {"tracing", "sample_ratio", "0.01", NULL},
+    {"tracing", "sample_ratio", "1", NULL},
+    {"tracing", "sample_ratio", "1.5", "expected a decimal number from 0 to 1, got \"1.5\""},
+    {"tracing", "sample_ratio", "-0.1", "expected a decimal number from 0 to 1"},
+    {"tracing", "sample_ratio", "half", "expected a decimal number from 0 to 1"},
+    {"tracing", "otlp_endpoint", "http://127.0.0.1:4318/v1/traces", NULL},
+    {"tracing", "service_name", "orderd-eu", NULL},
     {"retention", "completed", "30d", NULL},
     {"retention", "completed", "0", NULL},
     {"retention", "dead_letters", "90d", NULL},
@@ -877,7 +889,7 @@ START_TEST(test_print_format)
                         "/etc/orderd/orderd.conf:3: [server] max_connections: expected an "
                         "integer from 1 to 100000, got \"0\"\n"
                         "/etc/orderd/orderd.conf:4: [bad]: unknown section (expected one of "
-                        "server, storage, queue, workers, limits, auth, retention, log)\n"
+                        "server, storage, queue, workers, limits, auth, retention, tracing, log)\n"
                         "environment: ORDERD_LOG_LEVEL: expected one of debug, info, warn, "
                         "error, got \"loud\"\n"
                         "/etc/orderd/orderd.conf:6: [queue] backoff_max: backoff_max (1ms) must "

@@ -19,7 +19,7 @@ out=${FUZZ_OUT:-build/fuzz}
 # target -> the sources under test (the fuzz driver is tests/fuzz/fuzz_TARGET.c)
 declare -A sources=(
     [order]="src/order.c src/strbuf.c"
-    [config]="src/config.c src/log.c"
+    [config]="src/config.c src/config_keys.c src/config_values.c src/log.c"
     [traceparent]="src/trace.c src/ids.c"
     [keys]="src/auth.c src/auth_keys_file.c"
 )

@@ -21,7 +21,7 @@
 #include "log.h"
 #include "store.h" /* enum store_backend, enum durability */
 
-/* Where a key got its value; config.c's own bookkeeping, read through config_key_error(). */
+/* Where a key got its value; config_keys.c's bookkeeping, read through config_key_error(). */
 struct config_origin {
     unsigned line;                /* line of the file; 0 for a default or the environment */
     bool env;                     /* set by an ORDERD_SECTION_KEY variable */
@@ -76,7 +76,7 @@ struct config {
     /* [log] */
     enum log_level log_level;
     enum log_format log_format;
-    /* where each key was set, in the order of config.c's table (not for other modules) */
+    /* where each key was set, in the order of config_keys.c's table (not for other modules) */
     struct config_origin origins[CONFIG_KEYS_MAX];
 };
 

@@ -2,7 +2,7 @@
 # run-one.sh SUITE SRC... — builds and runs one unit suite against only the given
 # sources (plus the tests' tmpdir.c), under ASan+UBSan, while the rest of the tree
 # may not compile yet.
-# Example: tests/unit/run-one.sh config src/config.c src/log.c
+# Example: tests/unit/run-one.sh config src/config*.c src/log.c
 set -euo pipefail
 suite=$1; shift
 out=$(mktemp -d)

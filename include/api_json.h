@@ -1,8 +1,9 @@
 /*
  * api_json.h — the pieces of JSON and replies that every API module shares:
- * timestamps, opaque list cursors, the next_cursor of a page, the problems
- * found in a query string, JSON object replies and 503s with Retry-After.
- * Pure or per-request: any HTTP thread.
+ * timestamps, an order's object (which orderd export writes too), opaque
+ * list cursors, the next_cursor of a page, the problems found in a query
+ * string, JSON object replies and 503s with Retry-After. Pure or
+ * per-request: any HTTP thread.
  */
 #ifndef ORDERD_API_JSON_H
 #define ORDERD_API_JSON_H
@@ -20,6 +21,11 @@ void api_format_time(int64_t ms, char out[32]);
 json_t *api_time_or_null(int64_t ms);
 /* The trace id of a traceparent as a JSON string, or null when it is invalid. */
 json_t *api_trace_id_of(const char *traceparent);
+
+/* An order as GET /orders/{id} shows it — also each order of GET /orders and
+ * each line of orderd export: {"order_id",...}; NULL when memory ran out. */
+struct store_order;
+json_t *api_order_json(const struct store_order *o);
 
 /* Cursor text for an order id (base64url, opaque to clients), and back. */
 void api_cursor_encode(const char *order_id, char *out, size_t size);

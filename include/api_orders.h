@@ -26,8 +26,4 @@ void api_orders_post(struct http_request *req, void *ctx);
 void api_orders_get(struct http_request *req, void *ctx);
 void api_orders_list(struct http_request *req, void *ctx);
 
-/* {"order_id",...} object of a stored order; NULL on ENOMEM. */
-struct json_t;
-struct json_t *api_order_json(const struct store_order *o);
-
 #endif

@@ -28,9 +28,14 @@ int cli_backup(const struct config *cfg, const char *dest);
 
 /*
  * `orderd export [--status S] [--before TIME] [--customer ID]` (argv[0] is
- * "export"): every matching order as one JSON object a line on stdout, from
- * one consistent snapshot, in constant memory (store_export). Returns the
- * exit status (orderd(8), EXPORT). src/cli_export.c.
+ * "export"; getopt starts again at argv[1]): every matching order as one
+ * JSON object a line on stdout (api_order_json), from one consistent
+ * snapshot of the store opened read_only, in constant memory
+ * (store_export), then "exported N orders" on stderr. Returns the exit
+ * status (orderd(8), EXPORT): 0 done; 1 usage, or stdout failed (a closed
+ * pipe, a full disk), one line on stderr; 2 the store cannot be opened or
+ * a read failed (its log line says why). cfg's log must be configured.
+ * src/cli_export.c.
  */
 int cli_export(const struct config *cfg, int argc, char **argv);
 

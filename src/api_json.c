@@ -1,6 +1,7 @@
 /*
  * api_json.c — JSON pieces and replies shared by the API modules (see
- * api_json.h). Runs on HTTP threads (and the committer, for replies).
+ * api_json.h). Runs on HTTP threads (and the committer, for replies); the
+ * pure ones (an order's object) also in orderd export.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include "api_json.h"
 #include "bounds.h"
 #include "ids.h"
+#include "store.h"
 #include "trace.h"
 
 void api_format_time(int64_t ms, char out[32])
@@ -41,6 +43,32 @@ json_t *api_trace_id_of(const char *traceparent)
     if (trace_parse(traceparent, &tc) != 0)
         return json_null();
     return json_string(tc.trace_id);
+}
+
+/* The fulfilment service's answer as stored (JSON text), or null. */
+static json_t *fulfilment_result_json(const char *text)
+{
+    json_t *j = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    return j ? j : json_null();
+}
+
+json_t *api_order_json(const struct store_order *o)
+{
+    json_t *items = json_loads(o->items_json, 0, NULL);
+    bool redriven = o->redrives > 0;
+    json_t *obj = json_pack(
+        "{s:s, s:s, s:o, s:s, s:I, s:o, s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:o}", "order_id",
+        o->order_id, "customer_id", o->customer_id, "items", items ? items : json_array(), "status",
+        o->status, "attempts", (json_int_t)o->attempts, "created_at",
+        api_time_or_null(o->created_at_ms), "processed_at", api_time_or_null(o->processed_at_ms),
+        "last_error", o->last_error ? json_string(o->last_error) : json_null(), "trace_id",
+        api_trace_id_of(o->traceparent), "redrives", (json_int_t)o->redrives, "redriven_at",
+        api_time_or_null(o->redriven_at_ms), "previous_attempts",
+        redriven ? json_integer(o->previous_attempts) : json_null(), "previous_error",
+        redriven && o->previous_error ? json_string(o->previous_error) : json_null(),
+        "discarded_at", api_time_or_null(o->discarded_at_ms), "fulfilment_result",
+        fulfilment_result_json(o->fulfilment_result));
+    return obj;
 }
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

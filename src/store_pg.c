@@ -331,7 +331,8 @@ static int pgs_enqueue_batch(struct store *base, struct store_new_order *orders,
 
 /* ---- reads ------------------------------------------------------------- */
 
-static int read_order_row(const PGresult *r, int row, struct store_order *o)
+/* A row of pg_order_select into o (its strings malloc'd); shared with the export. */
+int pg_read_order_row(const PGresult *r, int row, struct store_order *o)
 {
     memset(o, 0, sizeof(*o));
     col_copy(r, row, 0, o->order_id, sizeof(o->order_id));
@@ -369,7 +370,7 @@ static int pgs_get_order(struct store *base, const char *order_id, int64_t now_m
     PGresult *res = NULL;
     int err = pg_pool_query(s, S_GET_ORDER, 2, params, "get order", &res);
     if (err == STORE_OK)
-        err = PQntuples(res) == 0 ? STORE_ENOTFOUND : read_order_row(res, 0, out);
+        err = PQntuples(res) == 0 ? STORE_ENOTFOUND : pg_read_order_row(res, 0, out);
     PQclear(res);
     return err;
 }
@@ -400,7 +401,7 @@ static int pgs_list_orders(struct store *base, const struct store_order_filter *
     int err = pg_pool_query(s, list_stmt(f), nparams, params, "list orders", &res);
     size_t count = 0;
     for (int r = 0; err == STORE_OK && r < PQntuples(res) && count < f->limit; r++) {
-        err = read_order_row(res, r, &rows[count]);
+        err = pg_read_order_row(res, r, &rows[count]);
         count += err == STORE_OK;
     }
     PQclear(res);

@@ -7,7 +7,8 @@
  * of queue_stats), reconnecting with a backoff and noticing idle connections
  * the server closed, the pool lent to one caller at a time, the queue's
  * VACUUM now and then, and running a statement with its error mapped to
- * store.h's codes.
+ * store.h's codes. A store opened read_only (orderd export) migrates
+ * nothing and writes nothing: see open_read_only().
  *
  * store_pg_open() runs once at start (main thread), store_pg_close() at the
  * end; the rest runs on whichever thread a transition of store_pg.c runs on:
@@ -274,6 +275,19 @@ static const char *const pstmt_sql[S_COUNT] = {
                    "WHERE d.order_id < $1::text ORDER BY d.order_id DESC LIMIT $2::int",
 };
 
+/* The head of every read of orders and the status it shows (store_pg_export.c). */
+const char pg_order_select[] = "SELECT " ORDER_COLUMNS;
+const char pg_status_expr[] = STATUS_EXPR;
+
+/* The statements that write: a read-only store (store_options.read_only)
+ * refuses them in pg_run() before the server would (its session is
+ * read-only too). */
+static const bool pstmt_writes[S_COUNT] = {
+    [S_ENQUEUE] = true,    [S_CLAIM] = true,       [S_SETTLE] = true,        [S_RELEASE] = true,
+    [S_EXTEND] = true,     [S_REDRIVE_ONE] = true, [S_REDRIVE_BATCH] = true, [S_DLQ_DELETE] = true,
+    [S_IDEM_PRUNE] = true, [S_HEARTBEAT] = true,
+};
+
 /* ---- errors ------------------------------------------------------------ */
 
 /* SQLSTATE -> store error: what a retry later can fix is STORE_EUNAVAILABLE. */
@@ -348,6 +362,11 @@ int pg_run(struct pg_conn *c, enum pstmt which, int nparams, const char *const *
 {
     char name[16];
     stmt_name(which, name);
+    if (c->read_only && pstmt_writes[which]) {
+        log_error(NULL, "store: %s: the store was opened read-only", where);
+        *out = NULL;
+        return STORE_EINTERNAL;
+    }
     PGresult *res = PQexecPrepared(c->pg, name, nparams, params, NULL, NULL, 0);
     int err = check(c, res, where);
     *out = err == STORE_OK ? res : NULL;
@@ -370,6 +389,19 @@ int pg_run_cmd(struct pg_conn *c, enum pstmt which, int nparams, const char *con
 int pg_exec_sql(struct pg_conn *c, const char *sql, const char *where, PGresult **out)
 {
     PGresult *res = PQexec(c->pg, sql);
+    int err = check(c, res, where);
+    if (out)
+        *out = err == STORE_OK ? res : NULL;
+    else if (err == STORE_OK)
+        PQclear(res);
+    return err;
+}
+
+/* SQL that is not prepared, with parameters (the export's DECLARE ... CURSOR). */
+int pg_exec_params(struct pg_conn *c, const char *sql, int nparams, const char *const *params,
+                   const char *where, PGresult **out)
+{
+    PGresult *res = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
     int err = check(c, res, where);
     if (out)
         *out = err == STORE_OK ? res : NULL;
@@ -403,11 +435,17 @@ static int conn_session(struct pg_store *s, struct pg_conn *c)
                   "ELSE current_setting('synchronous_commit') END, false)"
                 : "SELECT " TAKE_SLOT ", set_config('synchronous_commit', 'off', false), "
                   "set_config('plan_cache_mode', 'force_custom_plan', false)";
+    /* Read-only (orderd export): no slot of queue_stats (it only counts
+     * writes), so no advisory lock; the server refuses writes too. */
+    if (s->read_only)
+        sql = "SELECT 0, set_config('default_transaction_read_only', 'on', false), "
+              "set_config('plan_cache_mode', 'force_custom_plan', false)";
     PGresult *res = NULL;
     int err = pg_exec_sql(c, sql, "session", &res);
     if (err != STORE_OK)
         return err;
     c->slot = (int)col_i64(res, 0, 0);
+    c->read_only = s->read_only;
     PQclear(res);
     assert(c->slot >= 0 && c->slot < STORE_PG_STATS_SLOTS);
     for (int i = 0; i < S_COUNT; i++) {
@@ -698,6 +736,44 @@ rollback:
 
 static void pgs_destroy(struct pg_store *s);
 
+/*
+ * store_options.read_only (orderd export beside running nodes): one pool
+ * connection now, the others when a read needs them; the schema must be at
+ * SCHEMA_VERSION and is not migrated (that takes the migration's advisory
+ * lock, a write); no intake connection; each session is read-only and
+ * takes no slot of queue_stats (see conn_session).
+ */
+static int open_read_only(struct pg_store *s)
+{
+    struct pg_conn *c = &s->pool[0];
+    int err = conn_connect(s, c);
+    PGresult *res = NULL;
+    if (err == STORE_OK)
+        err = pg_exec_sql(c, "SELECT to_regclass('schema_version') IS NOT NULL", "schema", &res);
+    if (err != STORE_OK)
+        return err;
+    bool has_schema = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    int64_t version = 0;
+    if (has_schema) {
+        err =
+            pg_exec_sql(c, "SELECT coalesce(max(version), 0) FROM schema_version", "schema", &res);
+        if (err != STORE_OK)
+            return err;
+        version = col_i64(res, 0, 0);
+        PQclear(res);
+    }
+    if (version != SCHEMA_VERSION) {
+        log_error(NULL,
+                  "store: postgres database %s has schema %" PRId64 ", this orderd reads %d: %s",
+                  PQdb(c->pg), version, SCHEMA_VERSION,
+                  version < SCHEMA_VERSION ? "run the daemon once to migrate it"
+                                           : "read it with the orderd that wrote it");
+        return STORE_EOPEN;
+    }
+    return conn_session(s, c);
+}
+
 int store_pg_open(const struct store_options *opts, struct store **out)
 {
     *out = NULL;
@@ -710,6 +786,7 @@ int store_pg_open(const struct store_options *opts, struct store **out)
         return STORE_ENOMEM;
     s->base.ops = &store_pg_ops;
     s->durability = opts->durability;
+    s->read_only = opts->read_only;
     s->intake.intake = true;
     s->dsn = strdup(opts->dsn);
     if (s->dsn == NULL)
@@ -725,6 +802,15 @@ int store_pg_open(const struct store_options *opts, struct store **out)
 
     /* From here on pgs_destroy() undoes everything. */
     int err = conn_params(s);
+    if (err == STORE_OK && s->read_only) {
+        err = open_read_only(s);
+        if (err != STORE_OK) {
+            pgs_destroy(s);
+            return STORE_EOPEN;
+        }
+        *out = &s->base;
+        return STORE_OK;
+    }
     if (err == STORE_OK)
         err = conn_connect(s, &s->intake);
     if (err == STORE_OK)

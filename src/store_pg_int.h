@@ -61,6 +61,7 @@ struct pg_conn {
     bool intake;    /* the committer's connection */
     bool busy;      /* pool: lent to a caller (pool_lock) */
     bool vacuuming; /* pool: a VACUUM runs on it, unanswered (pool_lock) */
+    bool read_only; /* its session is read-only: pg_run refuses writes */
 };
 
 /* libpq's connection keywords: the dsn, then defaults it does not set itself. */
@@ -69,6 +70,7 @@ struct pg_conn {
 struct pg_store {
     struct store base; /* first: the ops table (store_int.h) */
     enum durability durability;
+    bool read_only; /* store_options.read_only: no intake, no migration, no slot */
     char *dsn;
     const char *keywords[CONN_PARAMS_MAX + 1];
     const char *values[CONN_PARAMS_MAX + 1];
@@ -138,6 +140,9 @@ int pg_run_cmd(struct pg_conn *c, enum pstmt which, int nparams, const char *con
                const char *where, uint64_t *affected);
 /* Plain SQL without parameters (BEGIN, COMMIT); out may be NULL. */
 int pg_exec_sql(struct pg_conn *c, const char *sql, const char *where, PGresult **out);
+/* SQL that is not prepared, with $1..$nparams (the export's DECLARE); as pg_run(). */
+int pg_exec_params(struct pg_conn *c, const char *sql, int nparams, const char *const *params,
+                   const char *where, PGresult **out);
 /* Closes c; the next pg_conn_ready() opens it again. */
 void pg_conn_drop(struct pg_conn *c);
 /* Makes sure c is connected: STORE_OK, or STORE_EUNAVAILABLE (WHEN THE
@@ -157,6 +162,18 @@ void pg_vacuum_now_and_then(struct pg_store *s, struct pg_conn *c, size_t remove
 
 /* store_close() of this backend. */
 void store_pg_close(struct store *base);
+
+/* "SELECT <an order's columns> FROM orders o LEFT JOIN queue q ...", $1 = now:
+ * the head of every read of orders, which pg_read_order_row() decodes; and
+ * the status the API shows (processing: a live lease), for a filter on it. */
+extern const char pg_order_select[];
+extern const char pg_status_expr[];
+
+/* ---- defined in store_pg.c ---------------------------------------------- */
+
+/* Row row of a pg_order_select result into o, its strings malloc'd
+ * (store_order_clear): STORE_OK or STORE_ENOMEM. */
+int pg_read_order_row(const PGresult *r, int row, struct store_order *o);
 
 /* ---- defined in store_pg_retention.c and store_pg_export.c ------------- */
 

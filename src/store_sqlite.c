@@ -212,7 +212,8 @@ fail_all:
 
 /* ---- reads ------------------------------------------------------------- */
 
-static int read_order_row(sqlite3_stmt *st, struct store_order *o)
+/* A row of sq_order_select into o (its strings malloc'd); shared with the export. */
+int sq_read_order_row(sqlite3_stmt *st, struct store_order *o)
 {
     memset(o, 0, sizeof(*o));
     copy_column(st, 0, o->order_id, sizeof(o->order_id));
@@ -254,7 +255,7 @@ static int sq_get_order(struct store *base, const char *order_id, int64_t now_ms
     int rc = sqlite3_step(st);
     int err;
     if (rc == SQLITE_ROW)
-        err = read_order_row(st, out);
+        err = sq_read_order_row(st, out);
     else if (rc == SQLITE_DONE)
         err = STORE_ENOTFOUND;
     else
@@ -295,7 +296,7 @@ static int sq_list_orders(struct store *base, const struct store_order_filter *f
     int err = STORE_OK;
     int rc = SQLITE_DONE;
     while (count < f->limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        err = read_order_row(st, &rows[count]);
+        err = sq_read_order_row(st, &rows[count]);
         if (err != STORE_OK)
             break;
         count++;

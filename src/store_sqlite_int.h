@@ -66,6 +66,9 @@ enum rstmt {
 };
 
 extern const char *const sq_rstmt_sql[R_COUNT];
+/* "SELECT <an order's columns> FROM orders o LEFT JOIN queue q ...", ?1 = now:
+ * the head of every read of orders, which sq_read_order_row() decodes. */
+extern const char sq_order_select[];
 
 struct reader {
     sqlite3 *db;
@@ -155,6 +158,9 @@ void sq_note_commit_to_sync(struct sq_store *s);
 /* The reader pool: a free read-only connection, waiting for one if need be. */
 struct reader *sq_reader_acquire(struct sq_store *s);
 void sq_reader_release(struct sq_store *s, struct reader *r);
+/* A read-only connection of the caller's own (sqlite3_close it): STORE_OK or
+ * STORE_EOPEN, logged. */
+int sq_open_read_connection(struct sq_store *s, sqlite3 **out);
 
 /* The entries of sq_ops that concern the file rather than a message. */
 void sq_close(struct store *base);
@@ -162,6 +168,12 @@ bool sq_defers_sync(struct store *base);
 int sq_sync(struct store *base);
 void sq_put_metrics(struct store *base, struct metrics_sink *sink);
 bool sq_writable(struct store *base);
+
+/* ---- defined in store_sqlite.c ----------------------------------------- */
+
+/* One row of sq_order_select into o, its strings malloc'd (store_order_clear):
+ * STORE_OK or STORE_ENOMEM. */
+int sq_read_order_row(sqlite3_stmt *st, struct store_order *o);
 
 /* ---- defined in store_sqlite_retention.c and store_sqlite_export.c ------ */
 

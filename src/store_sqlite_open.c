@@ -6,7 +6,8 @@
  * lock and transactions, the pool of read-only connections, the deferred
  * sync of the WAL (sq_sync), the checkpointer thread started and stopped
  * with the store and its WAL metrics, the readiness probe, close, and
- * store_backup().
+ * store_backup(). A store opened read_only (orderd export) has only the
+ * readers: see open_read_only().
  *
  * What the tables hold, the states of a message and which thread uses which
  * connection are written once, at the top of store_sqlite.c, which runs the
@@ -179,6 +180,9 @@ static const char *const wstmt_sql[W_COUNT] = {
     " AND (?2 IS NULL OR o.order_id < ?2) AND (?6 IS NULL OR st = ?6) "                   \
     "ORDER BY o.order_id DESC LIMIT ?3"
 
+/* The head of every read of orders (store_sqlite_export.c adds its WHERE). */
+const char sq_order_select[] = "SELECT " ORDER_COLUMNS;
+
 const char *const sq_rstmt_sql[R_COUNT] = {
     [R_GET_ORDER] = "SELECT " ORDER_COLUMNS "WHERE o.order_id = ?2",
     [R_LIST_ALL] = "SELECT " ORDER_COLUMNS "WHERE 1" LIST_TAIL,
@@ -263,6 +267,12 @@ static int writer_sync(struct sq_store *s, bool full)
 /* Starts a write transaction: write_lock taken, BEGIN IMMEDIATE done. */
 int sq_txn_begin(struct sq_store *s, bool durable, const char *where)
 {
+    /* Read-only (store_options.read_only): every write of the backend starts
+     * here, and there is no writer to start it on. */
+    if (s->writer == NULL) {
+        log_error(NULL, "store: %s: the store was opened read-only", where);
+        return STORE_EINTERNAL;
+    }
     writer_lock(s);
     bool full = durable && s->durability == DURABILITY_FULL && s->wal_fd < 0;
     int rc = writer_sync(s, full);
@@ -637,6 +647,69 @@ static int count_rows(sqlite3 *db, const char *table_sql, _Atomic uint64_t *out)
 
 static void sq_destroy(struct sq_store *s);
 
+/* ---- read-only (orderd export) ------------------------------------------ */
+
+/*
+ * store_options.read_only, for `orderd export` beside a running daemon: the
+ * file must exist (nothing is created) and be at SCHEMA_VERSION (nothing is
+ * migrated: that is the daemon's job). Then only the pool of read-only
+ * connections is opened: no writer, no WAL descriptor, no checkpointer, so
+ * every write stops in sq_txn_begin() (STORE_EINTERNAL) and sq_sync() has
+ * nothing to do. As for store_backup(), only the file's owner may read it
+ * this way: with the daemon stopped, a read-only connection still creates
+ * the -wal and -shm files, and made by another user (root) they would lock
+ * the daemon out of its own database.
+ */
+static int check_for_reading(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        log_error(NULL, "store: cannot read %s: %s", path, strerror(errno));
+        return STORE_EOPEN;
+    }
+    if (sb.st_uid != geteuid()) {
+        log_error(NULL, "store: read %s as its owner (uid %u), e.g. runuser -u orderd --", path,
+                  (unsigned)sb.st_uid);
+        return STORE_EOPEN;
+    }
+    sqlite3 *db = NULL;
+    if (open_connection(path, SQLITE_OPEN_READONLY, &db) != SQLITE_OK)
+        return STORE_EOPEN;
+    int64_t version = 0;
+    int rc = pragma_int(db, "PRAGMA user_version", &version);
+    int err = STORE_OK;
+    if (rc != SQLITE_OK) {
+        sq_fail(db, rc, path);
+        err = STORE_EOPEN;
+    } else if (version != SCHEMA_VERSION) {
+        log_error(NULL, "store: %s has database schema %lld, this orderd reads %d: %s", path,
+                  (long long)version, SCHEMA_VERSION,
+                  version < SCHEMA_VERSION ? "run the daemon once to migrate it"
+                                           : "read it with the orderd that wrote it");
+        err = STORE_EOPEN;
+    }
+    sqlite3_close(db);
+    return err;
+}
+
+static int open_read_only(struct sq_store *s)
+{
+    if (check_for_reading(s->path) != STORE_OK || open_readers(s) != STORE_OK ||
+        count_rows(s->readers[0].db, "SELECT count(*) FROM queue", &s->queue_depth) != STORE_OK ||
+        count_rows(s->readers[0].db, "SELECT count(*) FROM dead_letters", &s->dlq_depth) !=
+            STORE_OK)
+        return STORE_EOPEN;
+    return STORE_OK;
+}
+
+/* A read-only connection of the caller's own, on the store's file: one long
+ * read transaction (store_sqlite_export.c) must not hold a pooled reader. */
+int sq_open_read_connection(struct sq_store *s, sqlite3 **out)
+{
+    return open_connection(s->path, SQLITE_OPEN_READONLY, out) == SQLITE_OK ? STORE_OK
+                                                                            : STORE_EOPEN;
+}
+
 /*
  * With durability full, intake commits are made durable by sq_sync() outside
  * the write lock, so the next batch (and the workers) can write while the WAL
@@ -678,6 +751,14 @@ int store_sqlite_open(const struct store_options *opts, struct store **out)
         goto fail_write_lock;
     if (pthread_cond_init(&s->reader_free, NULL) != 0)
         goto fail_readers_lock;
+    if (opts->read_only) {
+        if (open_read_only(s) != STORE_OK) {
+            sq_destroy(s);
+            return STORE_EOPEN;
+        }
+        *out = &s->base;
+        return STORE_OK;
+    }
     if (open_writer(s) != STORE_OK || open_readers(s) != STORE_OK || open_wal_for_sync(s) != STORE_OK ||
         start_checkpointer(s) != STORE_OK ||
         count_rows(s->writer, "SELECT count(*) FROM queue", &s->queue_depth) != STORE_OK ||
@@ -816,8 +897,9 @@ int sq_sync(struct store *base)
 void sq_put_metrics(struct store *base, struct metrics_sink *sink)
 {
     struct sq_store *s = sq(base);
-    struct wal_checkpointer_stats cs;
-    wal_checkpointer_stats(s->checkpointer, &cs);
+    struct wal_checkpointer_stats cs = {0};
+    if (s->checkpointer != NULL) /* none when read-only */
+        wal_checkpointer_stats(s->checkpointer, &cs);
     struct stat wal;
     struct metrics_sample size = {
         .family = "orderd_storage_wal_bytes",

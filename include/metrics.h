@@ -112,6 +112,9 @@ void metrics_fulfilment_observe(struct metrics *m, enum metrics_fulfilment_kind 
 void metrics_retention_add(struct metrics *m, enum metrics_retention table, uint64_t n);
 /* Fulfilments in flight: +1 as one starts, -1 as it ends. */
 void metrics_fulfilment_in_flight_add(struct metrics *m, int64_t delta);
+/* Tracing (tracing.h): spans the collector accepted, and spans lost (the
+ * buffer was full, the collector refused them, or they were unsent at stop). */
+void metrics_trace_spans_add(struct metrics *m, uint64_t exported, uint64_t dropped);
 
 /*
  * The id of a route template (copied), registering it when new: the same

@@ -118,4 +118,32 @@ void tracing_span_error(struct tracing_span *s, const char *message);
  * drops and counts it when the buffer is full). Never blocks. t may be NULL. */
 void tracing_span_end(struct tracing *t, struct tracing_span *s);
 
+/* ---- additions: checks for --check-config, counts for tests -------------- */
+
+/*
+ * Checks an otlp_endpoint: an http:// or https:// URL with a host. 0, or
+ * -EINVAL with why set. Pure: any thread.
+ */
+int tracing_endpoint_check(const char *url, char *why, size_t size);
+
+/*
+ * Checks a headers_file as tracing_start() will read it: a regular file of
+ * "Name: value" lines (blank lines and lines starting with '#' ignored), at
+ * most TRACING_HEADERS_MAX of them, each name an HTTP token and not one of
+ * Content-Type, Content-Length, Content-Encoding or Transfer-Encoding, each
+ * value non-empty, without control characters (CR, LF, NUL). 0; -ENOENT
+ * (or another -errno) when it cannot be read; -EINVAL for its contents. why
+ * says where ("PATH:LINE: ..."); it never quotes a value (a token).
+ */
+int tracing_headers_check(const char *path, char *why, size_t size);
+
+/* Counts since tracing_start(); t may be NULL (all 0). Any thread. */
+struct tracing_stats {
+    uint64_t exported; /* spans the collector accepted */
+    uint64_t dropped;  /* spans lost: buffer full, refused, or still unsent at stop or off */
+    uint64_t buffered; /* ended spans waiting in the buffer now */
+    uint64_t requests; /* export requests made, retries included */
+};
+void tracing_stats_get(struct tracing *t, struct tracing_stats *out);
+
 #endif

@@ -8,8 +8,10 @@
  * tls_cert and tls_key (readable PEM, the key the certificate's: http.c asks
  * GnuTLS), keys_file (auth_load), fulfilment_command (it splits into words,
  * and its program is found as posix_spawnp will find it and is executable),
- * fulfilment_secret_file (webhook_secrets_load) and fulfilment_ca_file (PEM);
- * config_warnings() adds valid settings that work against each other.
+ * fulfilment_secret_file (webhook_secrets_load), fulfilment_ca_file (PEM),
+ * and [tracing]'s otlp_endpoint (an http(s) URL) and headers_file (its
+ * "Name: value" lines, tracing_headers_check); config_warnings() adds valid
+ * settings that work against each other.
  * --check-config prints each problem at its key's line and exits 1; a file
  * that does not exist here is only a warning (a config checked on a build
  * machine for another host). At start each problem is one log line and the
@@ -40,6 +42,7 @@
 #include "fulfilment.h"
 #include "http.h"
 #include "log.h"
+#include "tracing.h"
 #include "webhook.h"
 
 #define DEFAULT_CONFIG "/etc/orderd/orderd.conf"
@@ -274,6 +277,21 @@ static void check_fulfilment_http(struct checks *c)
     }
 }
 
+/* [tracing]: the collector's URL, and the headers file as the exporter reads it. */
+static void check_tracing(struct checks *c)
+{
+    const struct config *cfg = c->cfg;
+    char why[WHY_MAX];
+    if (cfg->otlp_endpoint != NULL &&
+        tracing_endpoint_check(cfg->otlp_endpoint, why, sizeof(why)) != 0)
+        config_key_error(cfg, "tracing", "otlp_endpoint", &c->errors, "%s", why);
+    if (cfg->tracing_headers_file != NULL) {
+        int err = tracing_headers_check(cfg->tracing_headers_file, why, sizeof(why));
+        if (err != 0)
+            file_problem(c, "tracing", "headers_file", err, why);
+    }
+}
+
 /* Runs every check on cfg; c->errors and c->warnings hold what they found. */
 static void check_all(struct checks *c, const struct config *cfg, bool at_start)
 {
@@ -285,6 +303,7 @@ static void check_all(struct checks *c, const struct config *cfg, bool at_start)
     check_keys_file(c);
     check_fulfilment(c);
     check_fulfilment_http(c);
+    check_tracing(c);
 }
 
 static void print_warnings(const struct config_errors *warns, const char *path)

@@ -4,12 +4,13 @@
  * Owns: struct metrics, made once by main and handed to the modules that
  * count: the order counters, the HTTP request counters indexed by
  * [route][status - 100], the histograms (HTTP request duration per route,
- * processing, fsync, fulfilment), the route labels, the build-info labels
- * and the scrape-time gauge callback. Leaves to others: which routes exist
- * (the HTTP server registers each template), what the queue gauges are and
- * what else a backend reports (storage answers through the callback and
- * puts its own samples into a metrics_sink), and serving the text (the HTTP
- * module calls metrics_render()).
+ * processing, fsync, fulfilment), the span counts of tracing, the route
+ * labels, the build-info labels and the scrape-time gauge callback. Leaves
+ * to others: which routes exist (the HTTP server registers each template),
+ * what the queue gauges are and what else a backend reports (storage
+ * answers through the callback and puts its own samples into a
+ * metrics_sink), and serving the text (the HTTP module calls
+ * metrics_render()).
  *
  * Threads: every function is safe from any thread. Updates are single relaxed
  * atomic adds, lock-free and wait-free: a histogram keeps one atomic per
@@ -77,6 +78,7 @@ struct metrics {
     struct histogram fulfilment_duration[METRICS_FULFILMENT_KIND_COUNT];
     _Atomic int64_t fulfilment_in_flight;
     _Atomic uint64_t retention_deleted[METRICS_RETENTION_COUNT];
+    _Atomic uint64_t trace_spans_exported, trace_spans_dropped;
 
     pthread_mutex_t lock; /* guards the fields below */
     metrics_gauge_fn gauge_fn;
@@ -249,6 +251,14 @@ void metrics_retention_add(struct metrics *m, enum metrics_retention table, uint
 void metrics_fulfilment_in_flight_add(struct metrics *m, int64_t delta)
 {
     atomic_fetch_add_explicit(&m->fulfilment_in_flight, delta, memory_order_relaxed);
+}
+
+void metrics_trace_spans_add(struct metrics *m, uint64_t exported, uint64_t dropped)
+{
+    if (exported != 0)
+        atomic_fetch_add_explicit(&m->trace_spans_exported, exported, memory_order_relaxed);
+    if (dropped != 0)
+        atomic_fetch_add_explicit(&m->trace_spans_dropped, dropped, memory_order_relaxed);
 }
 
 static unsigned route_find(const struct metrics *m, unsigned count, const char *template)
@@ -504,6 +514,20 @@ static void render_retention(struct strbuf *b, const struct metrics *m)
                     m->retention_deleted, METRICS_RETENTION_COUNT);
 }
 
+/* Tracing: what the exporter sent and what it lost; both at 0 when tracing is off. */
+static void render_tracing(struct strbuf *b, const struct metrics *m)
+{
+    family(b, "orderd_trace_spans_exported_total", "counter",
+           "Spans the OpenTelemetry collector accepted.");
+    strbuf_printf(b, "orderd_trace_spans_exported_total %" PRIu64 "\n",
+                  atomic_load_explicit(&m->trace_spans_exported, memory_order_relaxed));
+    family(b, "orderd_trace_spans_dropped_total", "counter",
+           "Spans lost: the export buffer was full (collector slow or down), the collector "
+           "refused them, or they were still unsent when tracing stopped.");
+    strbuf_printf(b, "orderd_trace_spans_dropped_total %" PRIu64 "\n",
+                  atomic_load_explicit(&m->trace_spans_dropped, memory_order_relaxed));
+}
+
 /* The pipeline behind the API: durable intake and processing. */
 static void render_pipeline(struct strbuf *b, const struct metrics *m)
 {
@@ -516,6 +540,7 @@ static void render_pipeline(struct strbuf *b, const struct metrics *m)
     render_histogram(b, "orderd_storage_sync_duration_seconds", NULL, NULL, &m->sync);
     render_fulfilment(b, m);
     render_retention(b, m);
+    render_tracing(b, m);
 }
 
 static void render_build_info(struct strbuf *b, const char *version, const char *sqlite_version)

@@ -127,6 +127,8 @@ static const struct {
     {"orderd_fulfilment_duration_seconds", "histogram"},
     {"orderd_fulfilment_in_flight", "gauge"},
     {"orderd_retention_deleted_total", "counter"},
+    {"orderd_trace_spans_exported_total", "counter"},
+    {"orderd_trace_spans_dropped_total", "counter"},
     {"orderd_build_info", "gauge"},
     {"process_cpu_seconds_total", "counter"},
     {"process_resident_memory_bytes", "gauge"},
@@ -775,6 +777,23 @@ START_TEST(test_retention_series)
 }
 END_TEST
 
+/* Tracing: exported and dropped spans, both at 0 from the start (tracing off). */
+START_TEST(test_trace_spans_series)
+{
+    char *s = render();
+    ck_assert_double_eq(value(s, "orderd_trace_spans_exported_total"), 0);
+    ck_assert_double_eq(value(s, "orderd_trace_spans_dropped_total"), 0);
+    free(s);
+    metrics_trace_spans_add(m, 512, 0);
+    metrics_trace_spans_add(m, 100, 3);
+    metrics_trace_spans_add(m, 0, 8192);
+    s = render();
+    ck_assert_double_eq(value(s, "orderd_trace_spans_exported_total"), 612);
+    ck_assert_double_eq(value(s, "orderd_trace_spans_dropped_total"), 8195);
+    free(s);
+}
+END_TEST
+
 Suite *suite_metrics(void)
 {
     Suite *s = suite_create("metrics");
@@ -784,6 +803,7 @@ Suite *suite_metrics(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_fulfilment_series);
     tcase_add_test(tc, test_retention_series);
+    tcase_add_test(tc, test_trace_spans_series);
     tcase_add_loop_test(tc, test_fresh_render_families, 0, N(fresh_families));
     tcase_add_test(tc, test_fresh_render_values);
     tcase_add_test(tc, test_counters_add_up);

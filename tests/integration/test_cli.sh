@@ -206,6 +206,74 @@ test_idle_threads_are_warned_about() {
     stop_orderd
 }
 
+# ---- [tracing] (issue 21): the collector's URL and the headers file ------------------
+
+# tracing_config FILE ENDPOINT HEADERS_FILE [section.key=value...] — write_config
+# (which knows no [tracing]) with a [tracing] section appended.
+tracing_config() {
+    local file=$1 endpoint=$2 headers=$3
+    shift 3
+    write_config "$file" "$T" "$@"
+    printf '[tracing]\notlp_endpoint = %s\nsample_ratio = 0.5\nheaders_file = %s\n' \
+        "$endpoint" "$headers" >>"$file"
+}
+
+# tracing_fails WHAT KEY PART ENDPOINT HEADERS_FILE — --check-config exits 1
+# and names the line of KEY with PART.
+tracing_fails() {
+    local what=$1 key=$2 part=$3
+    tracing_config "$T/t.conf" "$4" "$5"
+    run_bin -c "$T/t.conf" --check-config
+    assert_rc 1 "--check-config with $what"
+    assert_contains "$ERR" "t.conf:$(line_of "$T/t.conf" "$key"): [tracing] $key: " \
+        "--check-config with $what"
+    assert_contains "$ERR" "$part" "--check-config with $what"
+}
+
+test_check_config_checks_tracing() {
+    local url=http://127.0.0.1:4318/v1/traces
+    printf '# for the collector\nAuthorization: Bearer tok-1\n\nX-Scope-OrgID: tenant-1\n' \
+        >"$T/headers"
+    tracing_config "$T/ok.conf" "$url" "$T/headers"
+    run_bin -c "$T/ok.conf" --check-config
+    assert_rc 0 "--check-config with a usable [tracing]"
+    assert_eq "$ERR" "" "stderr of --check-config with a usable [tracing]"
+
+    tracing_fails "an endpoint without a scheme" otlp_endpoint "http:// or https://" \
+        "127.0.0.1:4318/v1/traces" "$T/headers"
+    tracing_fails "an ftp endpoint" otlp_endpoint "http:// or https://" "ftp://collector/x" ""
+    printf 'X-Ok: 1\nContent-Type: text/plain\n' >"$T/h-ctype"
+    tracing_fails "a headers_file that sets Content-Type" headers_file \
+        "h-ctype:2: Content-Type is set by orderd" "$url" "$T/h-ctype"
+    printf 'Bearer secret-token-9\n' >"$T/h-bare"
+    tracing_fails "a headers_file line without a name" headers_file "h-bare:1: expected Name: value" \
+        "$url" "$T/h-bare"
+    assert_not_contains "$ERR" "secret-token-9" "the message for a bad headers_file line"
+    printf 'X-Token: abc\r\n' >"$T/h-crlf"
+    tracing_fails "a headers_file with CRLF lines" headers_file "h-crlf:1: a carriage return" \
+        "$url" "$T/h-crlf"
+    local i
+    for i in $(seq 17); do echo "X-H$i: v"; done >"$T/h-many"
+    tracing_fails "a headers_file with 17 headers" headers_file "h-many:17: more than 16 headers" \
+        "$url" "$T/h-many"
+
+    # a headers file that is not here: a warning for --check-config, not an error ...
+    tracing_config "$T/away.conf" "$url" "$T/no-headers"
+    run_bin -c "$T/away.conf" --check-config
+    assert_rc 0 "--check-config with a headers_file that is not here"
+    assert_contains "$ERR" "warning: $T/away.conf:$(line_of "$T/away.conf" headers_file): [tracing] headers_file: " \
+        "the warning for headers_file"
+    # ... but a start refuses it, before it touches storage
+    rm -rf "$T/db"
+    tracing_config "$T/s.conf" "$url" "$T/no-headers" "storage.path=$T/db/orderd.db" \
+        log.format=json
+    run_bin -c "$T/s.conf"
+    assert_rc 2 "a start with a headers_file that is not here"
+    [[ ! -e $T/db ]] || fail "a start with a missing headers_file created the database"
+    assert_contains "$ERR" "cannot start: " "the start's line"
+    assert_contains "$ERR" "[tracing] headers_file: " "the start's line"
+}
+
 # ---- backup (issue 17, item 7b) ------------------------------------------------------
 
 # backup_fails CONF DEST WHAT — the backup exits 2 with exactly one line on stderr.

@@ -5,6 +5,7 @@
 #   make test       install missing packages, build, run every suite
 #                   (unit + integration under ASan/UBSan, threaded tests under TSan)
 #   make install    DESTDIR/PREFIX honoured
+#   make deb        build/orderd_<VERSION>-1_<arch>.deb (debian/, build-aux/build-deb.sh)
 #
 # Sanitizer flavours are the same sources built into their own directory:
 #   make O=build/asan SAN=address,undefined
@@ -32,6 +33,8 @@ DEB_TEST  := curl sqlite3 clang libclang-rt-14-dev systemd util-linux procps e2f
              prometheus prometheus-alertmanager groff-base man-db nodejs shellcheck \
              chromium openssl postgresql strace jq python3
 DEB_BENCH := wrk nginx-light curl sqlite3 python3
+# make deb, and tests/package/run.sh (lintian; python3-yaml reads the CI workflow)
+DEB_PACKAGE := debhelper dpkg-dev lintian python3-yaml
 
 PKGS := libmicrohttpd sqlite3 jansson libuv inih gnutls libpq libcurl
 CC ?= cc
@@ -58,7 +61,8 @@ UNIT_OBJS := $(UNIT_SRCS:tests/unit/%.c=$(O)/obj/tests/%.o)
 
 .PHONY: all run test unit integration test-asan test-tsan test-static test-browser bench bench-scale \
         bench-fulfilment fuzz \
-        install uninstall clean deps deps-test deps-bench format lint
+        install uninstall clean deps deps-test deps-bench format lint \
+        deb test-package deps-package
 
 all: $(O)/orderd $(O)/mhd_static
 
@@ -110,7 +114,9 @@ deps:
 	@$(APT_INSTALL_MISSING) $(DEB_BUILD)
 # --npm: Debian's npm only when there is no npm command (see the script).
 deps-test: deps
-	@$(APT_INSTALL_MISSING) --npm $(DEB_TEST)
+	@$(APT_INSTALL_MISSING) --npm $(DEB_TEST) $(DEB_PACKAGE)
+deps-package: deps
+	@$(APT_INSTALL_MISSING) $(DEB_PACKAGE)
 deps-bench: deps
 	@$(APT_INSTALL_MISSING) $(DEB_BENCH)
 
@@ -140,6 +146,7 @@ test: deps-test
 	@if [ -x tests/observability/run.sh ]; then \
 	  TEST_ORDERD_BIN=$(abspath build/orderd) tests/observability/run.sh; fi
 	TEST_ORDERD_BIN=$(abspath build/asan/orderd) tests/browser/run.sh
+	tests/package/run.sh
 	FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/fuzz/run.sh
 	@echo "make test: every suite passed"
 
@@ -150,6 +157,12 @@ FUZZ_SMOKE_SECONDS ?= 5
 # from npm, under build/browser-npm; screenshots in build/browser/)
 test-browser: all
 	TEST_ORDERD_BIN=$(abspath $(O)/orderd) tests/browser/run.sh
+
+# the Debian package: the CI workflow's shape, lintian, install, remove and
+# purge on this machine, upgrade from the previous release tag (root; it
+# leaves the machine as it found it; see tests/package/run.sh)
+test-package: deps-package
+	tests/package/run.sh
 
 # static checks of the files an operator installs
 test-static: all
@@ -168,6 +181,12 @@ bench-scale: deps-bench deps-test all
 
 fuzz:
 	tests/fuzz/run.sh
+
+# --- package ----------------------------------------------------------------
+# The .deb of this tree with Debian's tooling (dpkg-buildpackage, debhelper);
+# the version is VERSION's, which debian/changelog must have an entry for.
+deb: deps-package
+	bash build-aux/build-deb.sh . build
 
 # --- install ----------------------------------------------------------------
 install: all

@@ -11,9 +11,13 @@
 #                through lib.sh's TEST_STORAGE_HOOK (tests/pg/hook.sh)
 #   nodes        tests/pg/test_nodes.sh: several orderd on one database,
 #                kill -9 of one mid-work, a database restart
+#   immediate_stop  tests/pg/test_immediate_stop.sh: the database killed
+#                (pg_ctl stop -m immediate) under load from two nodes: every
+#                202 stored once, the nodes reconnect by themselves
 #
 #   TEST_ORDERD_BIN   binary under test (default build/orderd)
-#   TEST_PG_PARTS     which parts to run (default "store integration nodes")
+#   TEST_PG_PARTS     which parts to run (default "store integration nodes
+#                     immediate_stop")
 #   TEST_PG_FILES     integration files (default: all but cli, which tests
 #                     the command line and SQLite paths)
 #
@@ -24,7 +28,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 export TEST_ORDERD_BIN="${TEST_ORDERD_BIN:-$root/build/orderd}"
-: "${TEST_PG_PARTS:=store integration nodes}"
+: "${TEST_PG_PARTS:=store integration nodes immediate_stop}"
 : "${TEST_PG_FILES:=api backpressure restart threaded_drain threaded_intake threaded_processing threaded_fulfilment_http export}"
 : "${TEST_PG_PART_TIMEOUT:=900}"
 
@@ -153,6 +157,18 @@ run_nodes() {
     tally "$out"
 }
 
+# ---- the database crashes under load ---------------------------------------------
+
+run_immediate_stop() {
+    local rc=0
+    timeout -k 10 "$TEST_PG_PART_TIMEOUT" bash "$here/test_immediate_stop.sh" >"$out" 2>&1 || rc=$?
+    sed -i 's/^ok /ok pg:/; s/^FAIL /FAIL pg:/' "$out"
+    if ((rc != 0)) && ! grep -q '^FAIL ' "$out"; then
+        echo "FAIL pg:immediate_stop: the file exited with status $rc" >>"$out"
+    fi
+    tally "$out"
+}
+
 cd "$root"
 for part in $TEST_PG_PARTS; do
     t0=$SECONDS
@@ -160,6 +176,7 @@ for part in $TEST_PG_PARTS; do
     store) run_store ;;
     integration) run_integration ;;
     nodes) run_nodes ;;
+    immediate_stop) run_immediate_stop ;;
     *) fail_line "pg:$part: unknown part (TEST_PG_PARTS)" ;;
     esac
     echo "# pg:$part took $((SECONDS - t0))s"

@@ -31,7 +31,8 @@ DEB_BUILD := build-essential pkg-config libmicrohttpd-dev libsqlite3-dev \
              libcurl4-gnutls-dev check
 DEB_TEST  := curl sqlite3 clang libclang-rt-14-dev systemd util-linux procps e2fsprogs \
              prometheus prometheus-alertmanager groff-base man-db nodejs shellcheck \
-             chromium openssl postgresql strace jq python3
+             chromium openssl postgresql strace jq python3 \
+             fuse3 libfuse3-dev libtoml11-dev libspdlog-dev
 DEB_BENCH := wrk nginx-light curl sqlite3 python3
 # make deb, and tests/package/run.sh (lintian; python3-yaml reads the CI workflow)
 DEB_PACKAGE := debhelper dpkg-dev lintian python3-yaml
@@ -59,7 +60,7 @@ MAIN_OBJ  := $(O)/obj/main.o
 UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNIT_OBJS := $(UNIT_SRCS:tests/unit/%.c=$(O)/obj/tests/%.o)
 
-.PHONY: all run test unit integration test-asan test-tsan test-static test-browser bench bench-scale \
+.PHONY: all run test unit integration test-asan test-tsan test-static test-browser test-durability bench bench-scale \
         bench-fulfilment fuzz \
         install uninstall clean deps deps-test deps-bench format lint \
         deb test-package deps-package
@@ -142,6 +143,7 @@ test: deps-test
 	$(MAKE) O=build/tsan SAN=thread unit
 	$(MAKE) O=build/tsan SAN=thread TEST_FILTER=threaded integration
 	TEST_ORDERD_BIN=$(abspath build/orderd) tests/crash/run.sh
+	TEST_ORDERD_BIN=$(abspath build/orderd) tests/durability/run.sh
 	TEST_ORDERD_BIN=$(abspath build/orderd) tests/ops/run.sh
 	@if [ -x tests/observability/run.sh ]; then \
 	  TEST_ORDERD_BIN=$(abspath build/orderd) tests/observability/run.sh; fi
@@ -163,6 +165,11 @@ test-browser: all
 # leaves the machine as it found it; see tests/package/run.sh)
 test-package: deps-package
 	tests/package/run.sh
+
+# power cuts and torn writes on LazyFS (docs/durability.md); LAZYFS=path/to/lazyfs
+# (.ci/run builds it from ../shared); without it: "skipped: no LazyFS"
+test-durability: all
+	TEST_ORDERD_BIN=$(abspath $(O)/orderd) tests/durability/run.sh
 
 # static checks of the files an operator installs
 test-static: all

@@ -52,7 +52,7 @@ struct tracing {
     size_t head, count;
     uint64_t full_drops; /* spans dropped because the ring was full */
 
-    /* configuration for the exporter; stop */
+    /* configuration for the exporter; stop. Taken before lock when both are. */
     pthread_mutex_t cfg_lock;
     struct tracing_target target;
     uint64_t target_gen;      /* bumped by each configure */

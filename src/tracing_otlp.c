@@ -287,15 +287,40 @@ static size_t buffered(struct tracing *t)
     return n;
 }
 
-/* Drops every span waiting in the buffer; counted. */
+/* Drops every span waiting in the buffer; counted. Caller holds t->lock. */
+static void drop_buffered_locked(struct tracing *t)
+{
+    size_t n = t->count;
+
+    t->head = (t->head + n) % TRACING_BUFFER_SPANS;
+    t->count = 0;
+    tracing__count_dropped(t, n);
+}
+
 static void drop_buffered(struct tracing *t)
 {
     pthread_mutex_lock(&t->lock);
-    size_t n = t->count;
-    t->head = (t->head + n) % TRACING_BUFFER_SPANS;
-    t->count = 0;
+    drop_buffered_locked(t);
     pthread_mutex_unlock(&t->lock);
-    tracing__count_dropped(t, n);
+}
+
+/*
+ * Off: drops what was buffered before tracing was turned off, unless the
+ * target changed or stop began since this thread read them (spans ended
+ * since then are kept for the next turn). Under cfg_lock no configure can
+ * turn tracing on, so no span enters the ring meanwhile.
+ */
+static void drop_buffered_while_off(struct exporter *x)
+{
+    struct tracing *t = x->t;
+
+    pthread_mutex_lock(&t->cfg_lock);
+    if (t->target_gen == x->gen && !t->stopping) {
+        pthread_mutex_lock(&t->lock);
+        drop_buffered_locked(t);
+        pthread_mutex_unlock(&t->lock);
+    }
+    pthread_mutex_unlock(&t->cfg_lock);
 }
 
 /*
@@ -644,10 +669,10 @@ static void *exporter_main(void *arg)
         if (x.endpoint == NULL) { /* off: nothing is kept */
             abandon_request(&x);
             drop_body(&x);
-            drop_buffered(t);
+            drop_buffered_while_off(&x);
         }
-        if (x.stopping) {
-            if (now >= x.deadline_ms) {
+        if (x.stopping) { /* the target read with stopping is the last one */
+            if (now >= x.deadline_ms || x.endpoint == NULL) {
                 abandon_request(&x);
                 drop_body(&x);
                 drop_buffered(t);

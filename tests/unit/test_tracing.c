@@ -1190,6 +1190,28 @@ START_TEST(test_stop_flushes)
 }
 END_TEST
 
+/* A span ended as soon as tracing starts (or is turned on again) is kept:
+ * the exporter, which may not have seen its endpoint yet, must not take it
+ * for a span ended while tracing was off. */
+START_TEST(test_first_spans_kept)
+{
+    enum { ROUNDS = 40 };
+    struct receiver r;
+    receiver_start(&r, 200);
+    for (int i = 0; i < ROUNDS; i++) {
+        struct tracing *t = start_tracer(i % 2 ? r.url : NULL, 1, NULL, NULL);
+        if (i % 2 == 0) {
+            struct tracing_options o = {.otlp_endpoint = r.url, .sample_ratio = 1};
+            ck_assert_int_eq(tracing_configure(t, &o), 0);
+        }
+        end_one(t, "first");
+        tracing_stop(t);
+    }
+    ck_assert_uint_eq(receiver_spans(&r), ROUNDS);
+    receiver_stop(&r);
+}
+END_TEST
+
 /* The headers file's lines arrive with every export. */
 START_TEST(test_export_headers_file)
 {
@@ -1383,6 +1405,7 @@ Suite *suite_tracing(void)
     tcase_add_test(exporter, test_export_down_drops);
     tcase_add_test(exporter, test_stop_bounded);
     tcase_add_test(exporter, test_stop_flushes);
+    tcase_add_test(exporter, test_first_spans_kept);
     tcase_add_test(exporter, test_export_headers_file);
     tcase_add_test(exporter, test_configure);
     tcase_add_test(exporter, test_threads_end_while_configuring);

@@ -9,6 +9,11 @@
  * the batch is durable: by the committer thread, or — when the store defers
  * the fsync (store_defers_sync) — by a syncer thread after store_sync(), so
  * that the next batch is written while the disk works. done() must not block.
+ *
+ * Tracing: an item that names a parent context (trace_parent) gets an
+ * INTERNAL span "orderd.enqueue", begun by committer_submit() and ended just
+ * before its done(), with orderd.batch_size and orderd.fsync_ms (below) and
+ * status ERROR when the order was not stored.
  */
 #ifndef ORDERD_COMMITTER_H
 #define ORDERD_COMMITTER_H
@@ -17,6 +22,7 @@
 #include <stdint.h>
 
 #include "store.h"
+#include "tracing.h"
 
 struct committer_item;
 typedef void (*committer_done_fn)(struct committer_item *item, void *arg);
@@ -26,8 +32,19 @@ struct committer_item {
     struct store_new_order order; /* order.result holds the outcome in done() */
     committer_done_fn done;
     void *arg;
+    /* The item's orderd.enqueue span goes to tracing (may be NULL: ids only),
+     * a child of trace_parent (read by committer_submit() only; NULL: no span). */
+    struct tracing *tracing;
+    const struct trace_context *trace_parent;
+    /* Set before done(): the orders of the transaction that carried this one,
+     * and the fsync that made it durable in ms (0: none was needed — the
+     * commit was durable by itself — or nothing was written). */
+    uint32_t batch_size;
+    double fsync_ms;
     struct committer_item *next;  /* committer's own link */
     bool delivered;               /* committer's own: handed to a worker in memory */
+    bool traced;                  /* committer's own: span is begun */
+    struct tracing_span span;     /* committer's own: orderd.enqueue */
 };
 
 /*
@@ -71,9 +88,10 @@ int committer_start(struct store *store, const struct committer_options *opts,
                     struct committer **out);
 
 /*
- * Queues an item. 0; -EAGAIN when COMMIT_BACKLOG_MAX items already wait
- * (caller answers 503); -ESHUTDOWN once committer_quiesce() began. On error
- * done() is NOT called.
+ * Queues an item (and begins its span). 0; -EAGAIN when COMMIT_BACKLOG_MAX
+ * items already wait (caller answers 503); -ESHUTDOWN once
+ * committer_quiesce() began. On error done() is NOT called and no span is
+ * recorded.
  */
 int committer_submit(struct committer *c, struct committer_item *item);
 

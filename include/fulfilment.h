@@ -81,6 +81,10 @@ double fulfilment_child_wake_at(const struct fulfilment_child *ch);
  */
 bool fulfilment_child_step(struct fulfilment_child *ch, const struct pollfd *fds, size_t n);
 
+/* The command's exit code once step said done, or -1 (killed by a signal,
+ * out of time, still running): a trace's process.exit.code. */
+int fulfilment_child_exit_code(const struct fulfilment_child *ch);
+
 /*
  * Ends the child (its process group is killed whether or not the command
  * exited, and the command is reaped), frees it, and returns enum

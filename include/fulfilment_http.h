@@ -5,8 +5,8 @@
  * a pool of keep-alive connections (the multi's connection cache).
  *
  * The request: POST url, the order JSON as the body, headers Content-Type,
- * Idempotency-Key (the order id: stable across redeliveries), traceparent (a
- * child span of the order's trace), User-Agent orderd/VERSION, and, with
+ * Idempotency-Key (the order id: stable across redeliveries), traceparent (the
+ * caller's CLIENT span of the order's trace), User-Agent orderd/VERSION, and, with
  * secrets, the Standard Webhooks headers webhook-id, webhook-timestamp,
  * webhook-signature (webhook.h). No redirects are followed; TLS is verified
  * (against ca_file when set); the answer's headers and body are bounded.
@@ -42,6 +42,7 @@ struct fulfilment_http_options {
 /* What one request came to. */
 struct fulfilment_answer {
     int result;                       /* enum fulfilment_result */
+    long status;                      /* the HTTP status answered; 0: no answer */
     int64_t retry_after_ms;           /* -1: the answer named no time */
     char *result_json;                /* FULFILMENT_OK with a small JSON body; caller frees */
     char error[FULFILMENT_ERROR_MAX]; /* not OK: status line and a bounded body excerpt */
@@ -69,6 +70,19 @@ void fulfilment_http_call_finish(struct fulfilment_http_call *c, CURLcode code,
 
 /* Frees a call that never finished (shutdown); remove it from the multi first. */
 void fulfilment_http_call_abandon(struct fulfilment_http_call *c);
+
+/*
+ * What a trace may show of the URL (the CLIENT span's url.full,
+ * server.address, server.port): url without user, password and query
+ * string, cut to TRACING_ATTR_VALUE_MAX bytes. 0 or -EINVAL (not a URL
+ * libcurl parses) / -ENOMEM. Any thread.
+ */
+struct fulfilment_http_target {
+    char url[TRACING_ATTR_VALUE_MAX + 1];
+    char host[TRACING_ATTR_VALUE_MAX + 1];
+    long port;
+};
+int fulfilment_http_target_of(const char *url, struct fulfilment_http_target *out);
 
 /* The fate an HTTP status decides (enum fulfilment_result). */
 int fulfilment_http_classify(long status);

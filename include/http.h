@@ -6,7 +6,10 @@
  * those threads; it either sets a reply before it returns, or suspends the
  * request (http_request_suspend), hands it to another thread, and that thread
  * sets the reply and calls http_request_resume(). Every reply carries
- * X-Request-Id and traceparent. The TLS certificate and key are read and
+ * X-Request-Id and traceparent. Each request is one SERVER span
+ * (tracing.h), a child of the incoming traceparent when there is one, named
+ * "METHOD /route/{template}" and ended when the reply has been sent; the
+ * reply's traceparent is that span's context. The TLS certificate and key are read and
  * checked here too, before the server starts (http_tls_read_pem,
  * http_tls_check), so that a start can refuse them before it touches anything.
  */
@@ -19,6 +22,7 @@
 
 #include "metrics.h"
 #include "trace.h"
+#include "tracing.h"
 
 struct http_request;
 struct http_server;
@@ -91,6 +95,7 @@ struct http_options {
     void *authorize_ctx;
     http_rate_limit_fn rate_limit; /* NULL = no limit */
     void *rate_limit_ctx;
+    struct tracing *tracing;      /* the SERVER spans go there; NULL: ids only, nothing recorded */
 };
 
 /*
@@ -145,6 +150,16 @@ const char *http_request_body(const struct http_request *req, size_t *len);
 const char *http_request_id(const struct http_request *req);
 /* This request's span: the incoming trace's child, or a new trace. */
 const struct trace_context *http_request_trace(const struct http_request *req);
+/*
+ * The request's SERVER span, for a handler's own attributes
+ * (tracing_span_attr_*: "orderd.order_id"); the server sets the HTTP ones and
+ * ends it. On a suspended request, only the thread that holds it until
+ * http_request_resume() may touch it.
+ */
+struct tracing_span *http_request_span(struct http_request *req);
+/* The tracer the server's spans go to (http_options.tracing), for a
+ * handler's own spans; may be NULL. */
+struct tracing *http_request_tracing(const struct http_request *req);
 
 /* Takes ownership of json (a NUL-terminated heap string). */
 void http_reply_json(struct http_request *req, unsigned status, char *json);

@@ -12,11 +12,14 @@
 enum log_level { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR };
 enum log_format { LOG_FORMAT_JSON, LOG_FORMAT_TEXT };
 
-/* Context printed with a line; any field may be NULL. */
+/* Context printed with a line; any field may be NULL. Printed in the order
+ * request_id, trace_id, span_id, order_id; span_id is last here so that an
+ * initialiser of the first three leaves it NULL. */
 struct log_ctx {
     const char *request_id;
     const char *trace_id;
     const char *order_id;
+    const char *span_id; /* the span the line belongs to (tracing.h), beside trace_id */
 };
 
 /* Never fails; thread-safe. */

@@ -15,6 +15,12 @@
  * still claim from the store what was written visible (the hand-over was
  * full, a retry came due, a lease ran out), at least every WORKER_POLL_MS
  * while deliveries keep them busy, so nothing waits behind them.
+ *
+ * Tracing: each delivery is a CONSUMER span "orderd.process", a child of the
+ * traceparent stored with the message, ended once its verdict is settled; a
+ * fulfilment is a span under it: CLIENT "POST" for a request (its context is
+ * the request's traceparent), INTERNAL "orderd.fulfilment_command" for a
+ * command (its context is the command's TRACEPARENT).
  */
 #ifndef ORDERD_WORKER_H
 #define ORDERD_WORKER_H
@@ -23,6 +29,7 @@
 
 #include "metrics.h"
 #include "store.h"
+#include "tracing.h"
 
 struct worker_options {
     uint32_t count;
@@ -37,6 +44,7 @@ struct worker_options {
     const char *fulfilment_secret_file; /* NULL: requests are not signed (webhook.h) */
     uint64_t fulfilment_timeout_ms;
     uint32_t fulfilment_concurrency;  /* in flight per node, shared by the threads */
+    struct tracing *tracing;          /* the spans go there; NULL: ids only, nothing recorded */
 };
 
 struct workers;

@@ -34,7 +34,8 @@ static void log_action(struct http_request *req, enum log_level level, const cha
     char peer[HTTP_CLIENT_MAX + 1];
     http_request_peer_address(req, peer, sizeof(peer));
     const char *key = http_request_key_name(req);
-    struct log_ctx lc = {http_request_id(req), http_request_trace(req)->trace_id, order_id};
+    const struct trace_context *tc = http_request_trace(req);
+    struct log_ctx lc = {http_request_id(req), tc->trace_id, order_id, tc->span_id};
     log_write(level, &lc, "admin: %s by key=%s client=%s", what, key ? key : "(auth off)", peer);
 }
 

@@ -165,6 +165,7 @@ static void reply_accepted(struct http_request *req, const char order_id[ID_ULID
     memcpy(location, "/orders/", sizeof("/orders/") - 1);
     memcpy(location + sizeof("/orders/") - 1, order_id, ID_ULID_LEN + 1);
     http_reply_header(req, "Location", location);
+    tracing_span_attr_str(http_request_span(req), "orderd.order_id", order_id);
     if (replayed)
         http_reply_header(req, "Idempotent-Replayed", "true");
     http_reply_owned(req, 202, "application/json", body, strlen(body));
@@ -175,7 +176,8 @@ static void accepted(struct committer_item *item, void *arg)
 {
     struct pending_order *p = arg;
     struct http_request *req = p->req;
-    struct log_ctx lc = {http_request_id(req), http_request_trace(req)->trace_id, p->order_id};
+    const struct trace_context *tc = http_request_trace(req);
+    struct log_ctx lc = {http_request_id(req), tc->trace_id, p->order_id, tc->span_id};
     switch (item->order.result) {
     case STORE_OK:
         metrics_counter_add(p->api->metrics, METRICS_ORDERS_RECEIVED, 1);
@@ -284,6 +286,7 @@ static int pending_fill(struct pending_order *p, struct http_request *req, const
     int err = ids_ulid_new(p->order_id);
     if (err != 0)
         return err;
+    /* the message carries the request's span: orderd.process becomes its child */
     trace_format(http_request_trace(req), p->traceparent);
     p->customer_id = strdup(o->customer_id);
     p->items_json = order_items_json(o);
@@ -304,6 +307,8 @@ static int pending_fill(struct pending_order *p, struct http_request *req, const
     n->response_json = p->response_json;
     p->item.done = accepted;
     p->item.arg = p;
+    p->item.tracing = http_request_tracing(req); /* orderd.enqueue: a child of the request */
+    p->item.trace_parent = http_request_trace(req);
     return 0;
 }
 
@@ -410,6 +415,7 @@ void api_orders_get(struct http_request *req, void *ctx)
         reply_not_found(req, "order");
         return;
     }
+    tracing_span_attr_str(http_request_span(req), "orderd.order_id", id);
     struct store_order o;
     int err = store_get_order(api->store, id, ids_now_ms(), &o);
     if (err == STORE_ENOTFOUND) {

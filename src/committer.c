@@ -28,6 +28,12 @@
  * and right after the commit gives the workers a copy of each one written
  * (places of orders not written are given back). on_commit then only wakes
  * the workers for messages written visible.
+ *
+ * Tracing: committer_submit() begins an item's orderd.enqueue span on the
+ * HTTP thread; the thread that answers the item (committer or syncer) ends
+ * it right before done(), with the size of the item's batch and the time of
+ * the fsync that covered it. Ending copies the span into the tracer's buffer
+ * and never blocks.
  */
 #include <assert.h>
 #include <errno.h>
@@ -73,6 +79,12 @@ int committer_submit(struct committer *c, struct committer_item *item)
 {
     int err = 0;
     item->next = NULL;
+    item->batch_size = 0;
+    item->fsync_ms = 0;
+    item->traced = item->trace_parent != NULL;
+    if (item->traced)
+        tracing_span_begin(item->tracing, &item->span, item->trace_parent, "orderd.enqueue",
+                           TRACING_INTERNAL);
     pthread_mutex_lock(&c->lock);
     if (c->stopping) {
         err = -ESHUTDOWN;
@@ -110,12 +122,28 @@ static size_t take_batch(struct committer *c, struct committer_item **batch)
     return n;
 }
 
-/* Answers a list of items (linked by next); done() may free an item, so the
- * link is read first. */
-static void answer_items(struct committer_item *item)
+/* Ends an item's orderd.enqueue span: it is answered now. */
+static void span_end(struct committer_item *item)
+{
+    struct tracing_span *s = &item->span;
+    if (s->recording) {
+        tracing_span_attr_int(s, "orderd.batch_size", item->batch_size);
+        tracing_span_attr_double(s, "orderd.fsync_ms", item->fsync_ms);
+        if (item->order.result != STORE_OK)
+            tracing_span_error(s, store_strerror(item->order.result));
+    }
+    tracing_span_end(item->tracing, s);
+}
+
+/* Answers a list of items (linked by next), each after fsync_ms of fsync;
+ * done() may free an item, so the link is read first. */
+static void answer_items(struct committer_item *item, double fsync_ms)
 {
     while (item != NULL) {
         struct committer_item *next = item->next;
+        item->fsync_ms = fsync_ms;
+        if (item->traced)
+            span_end(item);
         item->done(item, item->arg);
         item = next;
     }
@@ -203,6 +231,7 @@ static struct committer_item *commit_batch(struct committer *c, struct committer
     bool wrote = false;
     for (size_t i = 0; i < n; i++) {
         batch[i]->order.result = orders[i].result;
+        batch[i]->batch_size = (uint32_t)n;
         batch[i]->next = i + 1 < n ? batch[i + 1] : NULL;
         *written += err == STORE_OK && orders[i].result == STORE_OK && !batch[i]->delivered;
         wrote |= err == STORE_OK && orders[i].result == STORE_OK;
@@ -241,7 +270,7 @@ static void *committer_main(void *arg)
         }
         if (written > 0 && c->on_commit)
             c->on_commit(c->on_commit_arg);
-        answer_items(items);
+        answer_items(items, 0);
     }
     if (c->pipelined) {
         pthread_mutex_lock(&c->lock);
@@ -272,6 +301,7 @@ static void *syncer_main(void *arg)
     struct committer_item *items;
     while ((items = take_committed(c)) != NULL) {
         bool written = false, undelivered = false;
+        double fsync_ms = 0;
         for (struct committer_item *it = items; it != NULL; it = it->next) {
             written |= it->order.result == STORE_OK;
             undelivered |= it->order.result == STORE_OK && !it->delivered;
@@ -281,12 +311,14 @@ static void *syncer_main(void *arg)
             int err = store_sync(c->store);
             assert(err == STORE_OK); /* a failed fsync does not return */
             (void)err;
+            double took = ids_monotonic_seconds() - started;
             if (c->metrics)
-                metrics_sync_observe(c->metrics, ids_monotonic_seconds() - started);
+                metrics_sync_observe(c->metrics, took);
+            fsync_ms = took * 1e3;
         }
         if (undelivered && c->on_commit)
             c->on_commit(c->on_commit_arg);
-        answer_items(items);
+        answer_items(items, fsync_ms);
     }
     return NULL;
 }

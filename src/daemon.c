@@ -1,7 +1,7 @@
 /*
  * daemon.c — the life cycle of a running orderd, on one libuv loop.
  *
- * Start, in order: metrics, store, workers, committer, APIs, HTTP server;
+ * Start, in order: metrics, tracer, store, workers, committer, APIs, HTTP server;
  * then READY=1 to systemd and the line "listening on HOST:PORT". The loop
  * thread then only handles signals and timers:
  *   SIGTERM / SIGINT  drain: HTTP answers 503 to new work (and /readyz 503)
@@ -14,11 +14,13 @@
  *                     health checks see the 503, not a refused connection);
  *                     then HTTP stops, the database is checkpointed and
  *                     closed; exit 0. A second signal cuts the grace short.
- *   SIGHUP            re-read the config file; apply what can change live.
+ *   SIGHUP            re-read the config file; apply what can change live
+ *                     ([log], [limits], [auth], [retention], [tracing]).
  *   housekeeping      every minute: prune expired idempotency keys.
  * Stop is start in reverse, except that the committer is quiesced, and when
  * no request is left the workers are stopped, before HTTP stops (see the
- * drain below and stop_all).
+ * drain below and stop_all); the tracer stops last but the metrics, so that
+ * the spans of the last requests and deliveries are sent.
  *
  * Threads: everything in this file runs on the loop thread (main thread).
  */
@@ -48,6 +50,7 @@
 #include "ratelimit.h"
 #include "retention.h"
 #include "store.h"
+#include "tracing.h"
 #include "worker.h"
 
 #define HOUSEKEEPING_MS (60 * 1000)
@@ -71,6 +74,7 @@ struct daemon {
     bool intake_stopped;          /* committer quiesced (and workers stopped if none was left) */
 
     struct metrics *metrics;
+    struct tracing *tracing;      /* always there; records nothing without otlp_endpoint */
     struct store *store;
     struct workers *workers;
     struct committer *committer;
@@ -146,6 +150,7 @@ static int start_workers(struct daemon *d)
         .fulfilment_secret_file = c->fulfilment_secret_file,
         .fulfilment_timeout_ms = c->fulfilment_timeout_ms,
         .fulfilment_concurrency = c->fulfilment_concurrency,
+        .tracing = d->tracing,
     };
     int err = workers_start(d->store, d->metrics, &wo, &d->workers);
     if (err != 0)
@@ -248,6 +253,7 @@ static int start_http(struct daemon *d)
         .authorize_ctx = d->auth,
         .rate_limit = ratelimit_http_check,
         .rate_limit_ctx = d->ratelimit,
+        .tracing = d->tracing,
     };
     int err = http_server_start(&ho, &d->http);
     if (key) {
@@ -296,6 +302,29 @@ static struct retention_options retention_options_of(const struct config *c)
     };
 }
 
+static struct tracing_options tracing_options_of(const struct config *c)
+{
+    return (struct tracing_options){
+        .otlp_endpoint = c->otlp_endpoint,
+        .service_name = c->service_name,
+        .sample_ratio = c->sample_ratio,
+        .headers_file = c->tracing_headers_file,
+    };
+}
+
+/* Always a tracer: without an endpoint it records nothing, and a reload may
+ * turn it on. */
+static int start_tracing(struct daemon *d)
+{
+    struct tracing_options to = tracing_options_of(d->cfg);
+    int err = tracing_start(&to, d->metrics, &d->tracing);
+    if (err != 0)
+        log_error(NULL, "cannot start tracing: %s", strerror(-err));
+    else if (to.otlp_endpoint != NULL)
+        log_info(NULL, "tracing: spans to %s, sample_ratio %g", to.otlp_endpoint, to.sample_ratio);
+    return err;
+}
+
 static int start_retention(struct daemon *d)
 {
     struct retention_options ro = retention_options_of(d->cfg);
@@ -310,7 +339,10 @@ static int start_all(struct daemon *d)
     if (metrics_new(&d->metrics) != 0)
         return -ENOMEM;
     metrics_set_build_info(d->metrics, ORDERD_VERSION, store_sqlite_version());
-    int err = open_store(d);
+    int err = start_tracing(d);
+    if (err != 0)
+        return err;
+    err = open_store(d);
     if (err != 0)
         return err;
     metrics_set_gauge_source(d->metrics, api_system_queue_gauges, d->store);
@@ -379,6 +411,8 @@ static void stop_all(struct daemon *d)
     metrics_set_gauge_source(d->metrics, NULL, NULL);
     store_close(d->store);
     d->store = NULL;
+    tracing_stop(d->tracing); /* sends what the others ended, at most TRACING_FLUSH_MS */
+    d->tracing = NULL;
     metrics_free(d->metrics);
     d->metrics = NULL;
 }
@@ -543,6 +577,53 @@ static void reload_retention(struct daemon *d, const struct config *fresh)
     log_info(NULL, "reload: retention keeps completed orders %s, dead letters %s", completed, dead);
 }
 
+static void swap_str(char **a, char **b)
+{
+    char *t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/*
+ * [tracing]: endpoint (on, off, elsewhere), ratio, service name, headers. A
+ * headers_file is read again on every reload (a rotated token), like the
+ * fulfilment secrets. On error the running tracer keeps its options.
+ */
+static void reload_tracing(struct daemon *d, struct config *fresh)
+{
+    struct config *c = d->cfg;
+    bool endpoint = str_changed(c->otlp_endpoint, fresh->otlp_endpoint);
+    bool ratio = c->sample_ratio != fresh->sample_ratio;
+    bool name = str_changed(c->service_name, fresh->service_name);
+    bool headers = str_changed(c->tracing_headers_file, fresh->tracing_headers_file);
+    if (!endpoint && !ratio && !name && !headers && fresh->tracing_headers_file == NULL)
+        return;
+    struct tracing_options to = tracing_options_of(fresh);
+    if (tracing_configure(d->tracing, &to) != 0) {
+        log_error(NULL, "reload: [tracing] not applied; tracing goes on as it was");
+        return;
+    }
+    if (endpoint && fresh->otlp_endpoint == NULL)
+        log_info(NULL, "reload: tracing off (was to %s)", c->otlp_endpoint);
+    else if (endpoint)
+        log_info(NULL, "reload: tracing on: spans to %s (was %s)", fresh->otlp_endpoint,
+                 c->otlp_endpoint ? c->otlp_endpoint : "off");
+    if (ratio)
+        log_info(NULL, "reload: tracing sample_ratio %g (was %g)", fresh->sample_ratio,
+                 c->sample_ratio);
+    if (name)
+        log_info(NULL, "reload: tracing service.name %s",
+                 fresh->service_name ? fresh->service_name : "orderd");
+    if (fresh->tracing_headers_file != NULL)
+        log_info(NULL, "reload: tracing sends the headers of %s", fresh->tracing_headers_file);
+    else if (headers)
+        log_info(NULL, "reload: tracing sends no extra headers");
+    swap_str(&c->otlp_endpoint, &fresh->otlp_endpoint); /* config_free(fresh) frees the old */
+    swap_str(&c->service_name, &fresh->service_name);
+    swap_str(&c->tracing_headers_file, &fresh->tracing_headers_file);
+    c->sample_ratio = fresh->sample_ratio;
+}
+
 static void reload(struct daemon *d)
 {
     notify_send("RELOADING=1");
@@ -582,6 +663,7 @@ static void reload(struct daemon *d)
     d->cfg->burst = fresh.burst;
     d->cfg->drain_grace_ms = fresh.drain_grace_ms; /* read at the next SIGTERM */
     reload_retention(d, &fresh);
+    reload_tracing(d, &fresh);
     config_free(&fresh);
     log_info(NULL, "reload: applied %s (log level %s)", d->config_path,
              log_level_name(d->cfg->log_level));

@@ -373,6 +373,11 @@ static void describe(int result, int status, int64_t timeout_ms, const char *std
         error[--n] = '\0';
 }
 
+int fulfilment_child_exit_code(const struct fulfilment_child *ch)
+{
+    return ch->exited && WIFEXITED(ch->status) ? WEXITSTATUS(ch->status) : -1;
+}
+
 int fulfilment_child_finish(struct fulfilment_child *ch, char *error, size_t error_size)
 {
     error[0] = '\0';

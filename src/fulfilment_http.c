@@ -226,6 +226,42 @@ int fulfilment_http_call_new(const struct fulfilment_http_options *o, const char
 
 CURL *fulfilment_http_call_handle(struct fulfilment_http_call *c) { return c->easy; }
 
+/* ---- what a trace shows of the URL ---------------------------------------------- */
+
+static void copy_part(CURLU *u, CURLUPart what, char *out, size_t size)
+{
+    char *part = NULL;
+    out[0] = '\0';
+    if (curl_url_get(u, what, &part, 0) == CURLUE_OK && part != NULL)
+        snprintf(out, size, "%s", part);
+    curl_free(part);
+}
+
+int fulfilment_http_target_of(const char *url, struct fulfilment_http_target *out)
+{
+    memset(out, 0, sizeof(*out));
+    CURLU *u = curl_url();
+    if (u == NULL)
+        return -ENOMEM;
+    int err = curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK ? 0 : -EINVAL;
+    /* credentials and the query (a token may hide there) never go into a span */
+    if (err == 0 && (curl_url_set(u, CURLUPART_USER, NULL, 0) != CURLUE_OK ||
+                     curl_url_set(u, CURLUPART_PASSWORD, NULL, 0) != CURLUE_OK ||
+                     curl_url_set(u, CURLUPART_QUERY, NULL, 0) != CURLUE_OK ||
+                     curl_url_set(u, CURLUPART_FRAGMENT, NULL, 0) != CURLUE_OK))
+        err = -ENOMEM;
+    if (err == 0) {
+        copy_part(u, CURLUPART_URL, out->url, sizeof(out->url));
+        copy_part(u, CURLUPART_HOST, out->host, sizeof(out->host));
+        char *port = NULL;
+        if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK && port)
+            out->port = strtol(port, NULL, 10);
+        curl_free(port);
+    }
+    curl_url_cleanup(u);
+    return err;
+}
+
 void fulfilment_http_call_abandon(struct fulfilment_http_call *c)
 {
     if (c == NULL)
@@ -313,6 +349,7 @@ void fulfilment_http_call_finish(struct fulfilment_http_call *c, CURLcode code,
     if (!answered || status == 0) {
         transfer_failed(c, code, a);
     } else {
+        a->status = status;
         a->result = fulfilment_http_classify(status);
         if (a->result == FULFILMENT_OK)
             a->result_json = result_of(c);

@@ -12,9 +12,11 @@
  * What this file owns: binding the listen socket, the route table, limits on
  * bodies, the request state (struct http_request) from the first callback to
  * MHD's completion notice, the common reply headers, problem+json, and the
- * HTTP metrics, and the check of the TLS certificate and key it will serve
- * with (read as PEM, parsed and matched by GnuTLS, libmicrohttpd's own TLS
- * library). It knows nothing about orders.
+ * HTTP metrics, the request's SERVER span (tracing.h: begun with the request,
+ * a child of its traceparent, ended once the reply is sent), and the check of
+ * the TLS certificate and key it will serve with (read as PEM, parsed and
+ * matched by GnuTLS, libmicrohttpd's own TLS library). It knows nothing about
+ * orders.
  *
  * Threads: every function here runs on an MHD pool thread, except
  * http_request_resume() and the http_reply_*() calls made on a suspended
@@ -47,11 +49,16 @@
 #include "ratelimit.h"
 
 #define REPLY_HEADERS_MAX 8
+#define SPAN_NAMES_MAX 64 /* distinct "METHOD /route" span names in a process */
+#define SPAN_NAME_MAX 96
 
-/* A route as served: the caller's descriptor and its id in the HTTP metrics. */
+/* A route as served: the caller's descriptor, its id in the HTTP metrics and
+ * its span names ("GET /orders/{id}", and "HEAD /orders/{id}" for a GET). */
 struct served_route {
     struct http_route route;
     unsigned metric;
+    const char *span_name;
+    const char *span_name_head;
 };
 
 struct reply_header {
@@ -69,7 +76,7 @@ struct http_request {
     char *path;
     char param[ID_ULID_LEN * 4];
     char request_id[REQUEST_ID_MAX + 1];
-    struct trace_context trace;
+    struct tracing_span span;        /* SERVER; span.ctx is the reply's traceparent */
     char client[HTTP_CLIENT_MAX + 1];
     double started;
 
@@ -121,6 +128,7 @@ struct http_server {
     void *authorize_ctx;
     http_rate_limit_fn rate_limit;
     void *rate_limit_ctx;
+    struct tracing *tracing;
     char *tls_cert;
     char *tls_key;
     atomic_bool draining;
@@ -145,8 +153,12 @@ const char *http_request_param(const struct http_request *req)
 
 const struct trace_context *http_request_trace(const struct http_request *req)
 {
-    return &req->trace;
+    return &req->span.ctx;
 }
+
+struct tracing_span *http_request_span(struct http_request *req) { return &req->span; }
+
+struct tracing *http_request_tracing(const struct http_request *req) { return req->srv->tracing; }
 
 const char *http_request_header(const struct http_request *req, const char *name)
 {
@@ -334,13 +346,93 @@ static void request_identify(struct http_request *req)
         copy_bounded(req->request_id, sizeof(req->request_id), given);
     else if (ids_ulid_new(req->request_id) != 0)
         snprintf(req->request_id, sizeof(req->request_id), "unknown");
+}
 
+/* ---- the SERVER span ------------------------------------------------------- */
+
+/*
+ * Span names of routes live as long as the process, not the server: a span
+ * is exported after its request ended, possibly after the server stopped
+ * (the tracer stops last). Interned once per distinct name, under a lock
+ * taken only while a server starts.
+ */
+static char span_names[SPAN_NAMES_MAX][SPAN_NAME_MAX];
+static size_t span_names_used;
+static pthread_mutex_t span_names_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* HTTP's methods as OpenTelemetry knows them; NULL for any other. */
+static const char *method_known(const char *method)
+{
+    static const char *const known[] = {"GET",   "HEAD",    "POST",  "PUT",    "DELETE",
+                                        "PATCH", "OPTIONS", "TRACE", "CONNECT"};
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strcmp(method, known[i]) == 0)
+            return known[i];
+    return NULL;
+}
+
+/* "METHOD /pattern", interned; NULL when it does not fit (the span is then
+ * named by its method alone). */
+static const char *span_name_intern(const char *method, const char *pattern)
+{
+    char name[SPAN_NAME_MAX];
+    int n = snprintf(name, sizeof(name), "%s %s", method, pattern);
+    if (n < 0 || (size_t)n >= sizeof(name))
+        return NULL;
+    const char *found = NULL;
+    pthread_mutex_lock(&span_names_lock);
+    for (size_t i = 0; i < span_names_used && found == NULL; i++)
+        if (strcmp(span_names[i], name) == 0)
+            found = span_names[i];
+    if (found == NULL && span_names_used < SPAN_NAMES_MAX) {
+        memcpy(span_names[span_names_used], name, (size_t)n + 1);
+        found = span_names[span_names_used++];
+    }
+    pthread_mutex_unlock(&span_names_lock);
+    return found;
+}
+
+/*
+ * Begins the request's SERVER span: a child of a valid incoming traceparent
+ * (whose sampled flag it keeps), else the root of a new trace that the
+ * tracer's ratio samples. Named by the method until the route is known.
+ */
+static void span_begin(struct http_request *req)
+{
     struct trace_context incoming;
     const char *tp = http_request_header(req, "traceparent");
-    int rc = tp && trace_parse(tp, &incoming) == 0 ? trace_child(&incoming, &req->trace)
-                                                   : trace_new(&req->trace);
-    if (rc != 0)
-        log_error(NULL, "http: cannot make a trace id: %s", strerror(-rc));
+    bool given = tp != NULL && trace_parse(tp, &incoming) == 0;
+    const char *known = method_known(req->method);
+    struct tracing_span *s = &req->span;
+    tracing_span_begin(req->srv->tracing, s, given ? &incoming : NULL, known ? known : "HTTP",
+                       TRACING_SERVER);
+    if (!s->recording)
+        return; /* attributes only for spans that are kept */
+    tracing_span_attr_str(s, "http.request.method", known ? known : "_OTHER");
+    tracing_span_attr_str(s, "url.path", req->path);
+    char peer[NI_MAXHOST];
+    http_request_peer_address(req, peer, sizeof(peer));
+    tracing_span_attr_str(s, "client.address", peer);
+}
+
+/* Completed: the route, the status, and the span goes to the exporter. */
+static void span_end(struct http_request *req, unsigned status)
+{
+    struct tracing_span *s = &req->span;
+    if (s->recording) {
+        if (req->route != NULL)
+            tracing_span_attr_str(s, "http.route", req->route->pattern);
+        if (req->queued)
+            tracing_span_attr_int(s, "http.response.status_code", status);
+        if (status >= 500 && req->queued) {
+            char why[48];
+            snprintf(why, sizeof(why), "%u %s", status, status_title(status));
+            tracing_span_error(s, why);
+        } else if (!req->queued) {
+            tracing_span_error(s, "the connection ended before the reply was sent");
+        }
+    }
+    tracing_span_end(req->srv->tracing, s);
 }
 
 static void client_address(struct http_request *req)
@@ -375,6 +467,7 @@ static struct http_request *request_new(struct http_server *srv, struct MHD_Conn
     req->reply_mode = MHD_RESPMEM_PERSISTENT;
     copy_bounded(req->method, sizeof(req->method), method);
     request_identify(req);
+    span_begin(req);
     atomic_fetch_add(&srv->in_flight, 1);
     struct conn_watch *w = conn_watch_of(conn);
     if (w) {
@@ -399,9 +492,10 @@ static void request_free(struct http_request *req)
 
 /* ---- routing -------------------------------------------------------------- */
 
-/* Matches path against pattern; captures {id} into param. */
+/* Matches path against pattern; captures {id} into param ("" without one). */
 static bool pattern_match(const char *pattern, const char *path, char *param, size_t size)
 {
+    param[0] = '\0'; /* a pattern without {id}, or what an earlier one left */
     while (*pattern && *path) {
         if (strncmp(pattern, "{id}", 4) == 0) {
             size_t seg = strcspn(path, "/");
@@ -448,6 +542,10 @@ static const struct http_route *route_find(const struct http_server *srv, struct
         req->during_drain = (r->flags & HTTP_ROUTE_DURING_DRAIN) != 0;
         if (method_matches(r->method, req->method)) {
             memcpy(req->param, param, sizeof(param));
+            const char *name = strcmp(req->method, "HEAD") == 0 ? srv->routes[i].span_name_head
+                                                                : srv->routes[i].span_name;
+            if (name != NULL)
+                req->span.name = name;
             return r;
         }
         size_t used = strlen(allow);
@@ -474,7 +572,7 @@ static enum MHD_Result queue_reply(struct http_request *req)
     req->reply_mode = MHD_RESPMEM_PERSISTENT;
 
     char traceparent[TRACEPARENT_LEN + 1];
-    trace_format(&req->trace, traceparent);
+    trace_format(&req->span.ctx, traceparent);
     bool ok = MHD_add_response_header(resp, "Content-Type", req->content_type) == MHD_YES &&
               MHD_add_response_header(resp, "X-Request-Id", req->request_id) == MHD_YES &&
               MHD_add_response_header(resp, "traceparent", traceparent) == MHD_YES &&
@@ -708,7 +806,8 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
     double took = ids_monotonic_seconds() - req->started;
     unsigned status = req->queued ? req->status : 499; /* client went away first */
     metrics_http_observe(srv->metrics, req->metric, status, took);
-    struct log_ctx lc = {req->request_id, req->trace.trace_id, NULL};
+    span_end(req, status);
+    struct log_ctx lc = {req->request_id, req->span.ctx.trace_id, NULL, req->span.ctx.span_id};
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         log_debug(&lc, "http: %s %s ended early (%d)", req->method, req->path, (int)toe);
     if (status >= 500)
@@ -966,6 +1065,9 @@ static int copy_routes(struct http_server *srv, const struct http_options *o)
     for (size_t i = 0; i < o->route_count; i++) {
         srv->routes[i].route = o->routes[i];
         srv->routes[i].metric = metrics_route_register(srv->metrics, o->routes[i].pattern);
+        srv->routes[i].span_name = span_name_intern(o->routes[i].method, o->routes[i].pattern);
+        if (strcmp(o->routes[i].method, "GET") == 0)
+            srv->routes[i].span_name_head = span_name_intern("HEAD", o->routes[i].pattern);
     }
     srv->route_count = o->route_count;
     return 0;
@@ -1016,6 +1118,7 @@ int http_server_start(const struct http_options *o, struct http_server **out)
     srv->authorize_ctx = o->authorize_ctx;
     srv->rate_limit = o->rate_limit;
     srv->rate_limit_ctx = o->rate_limit_ctx;
+    srv->tracing = o->tracing;
     int err = copy_routes(srv, o);
     if (err != 0)
         goto fail;

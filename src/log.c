@@ -34,8 +34,8 @@
 #define LOG_LINE_MAX 8192 /* whole line, '\n' included */
 #define LOG_MSG_RAW_MAX 6144 /* formatted message before escaping */
 #define LOG_CTX_RAW_MAX 128 /* each context value before escaping */
-/* three fields, each ',"request_id":""' plus up to 6 bytes per escaped byte, then "}\n" */
-#define LOG_TAIL_MAX (3 * (16 + 6 * LOG_CTX_RAW_MAX) + 2)
+/* four fields, each ',"request_id":""' plus up to 6 bytes per escaped byte, then "}\n" */
+#define LOG_TAIL_MAX (4 * (16 + 6 * LOG_CTX_RAW_MAX) + 2)
 #define LOG_TRUNC_MARK "..."
 
 static atomic_int log_level_cur = LOG_LEVEL_INFO;
@@ -219,15 +219,16 @@ static void format_time(char out[32])
 /* Appends the context fields and the line's end ("}\n" or "\n") to o. */
 static void format_tail(struct outbuf *o, const struct log_ctx *ctx, bool json)
 {
-    static const char *const keys[] = {"request_id", "trace_id", "order_id"};
-    const char *vals[3] = {NULL, NULL, NULL};
+    static const char *const keys[] = {"request_id", "trace_id", "span_id", "order_id"};
+    const char *vals[4] = {NULL, NULL, NULL, NULL};
 
     if (ctx != NULL) {
         vals[0] = ctx->request_id;
         vals[1] = ctx->trace_id;
-        vals[2] = ctx->order_id;
+        vals[2] = ctx->span_id;
+        vals[3] = ctx->order_id;
     }
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         if (vals[i] == NULL)
             continue;
         size_t n = strnlen(vals[i], LOG_CTX_RAW_MAX);

@@ -17,6 +17,12 @@
  *   fulfilment failed/timed out  -> RETRY after backoff, or DEAD_LETTER when
  *                                   this was receive number max_receives
  *
+ * Tracing: verdict_begin() begins a delivery's CONSUMER span orderd.process
+ * (a child of the message's traceparent); workers_settle() ends it with the
+ * outcome, status ERROR and the reason when the order failed, and the time
+ * includes the settlement. Without a fulfilment that span is all a delivery
+ * costs the tracer.
+ *
  * Threads: workers_start/stop on the loop thread; workers_wake, _reserve,
  * _unreserve and _deliver from the committer's threads; the rest on worker
  * threads. Shared state: the wake generation, the stopping flag and the
@@ -208,12 +214,76 @@ static bool revalidate(const struct store_message *m, char *error, size_t size)
     return false;
 }
 
-bool verdict_begin(const struct store_message *m, struct trace_context *span, struct verdict *v)
+struct log_ctx verdict_log_ctx(const struct verdict *v)
+{
+    return (struct log_ctx){NULL, v->span->ctx.trace_id, v->settlement.order_id,
+                            v->span->ctx.span_id};
+}
+
+/* Begins the delivery's CONSUMER span: a child of the context the message
+ * carries (a message without a valid one starts a trace of its own). */
+static void process_span_begin(struct workers *w, const struct store_message *m,
+                               struct tracing_span *span)
 {
     struct trace_context parent;
-    if (trace_parse(m->traceparent, &parent) != 0 || trace_child(&parent, span) != 0)
-        trace_new(span);
-    memcpy(v->trace_id, span->trace_id, sizeof(v->trace_id));
+    bool given = trace_parse(m->traceparent, &parent) == 0;
+    tracing_span_begin(w->opts.tracing, span, given ? &parent : NULL, "orderd.process",
+                       TRACING_CONSUMER);
+    if (!span->recording)
+        return;
+    tracing_span_attr_str(span, "messaging.system", "orderd");
+    tracing_span_attr_str(span, "messaging.operation", "process");
+    tracing_span_attr_str(span, "messaging.message.id", m->order_id);
+    tracing_span_attr_int(span, "orderd.attempt", m->receive_count);
+}
+
+static const char *outcome_name(enum store_outcome o)
+{
+    switch (o) {
+    case STORE_OUTCOME_COMPLETED:
+        return "completed";
+    case STORE_OUTCOME_RETRY:
+        return "retry";
+    case STORE_OUTCOME_DEAD_LETTER:
+        return "dead_letter";
+    default:
+        return "unknown";
+    }
+}
+
+/* Ends the span of a verdict whose settlement returned err (and, when err is
+ * STORE_OK, its own result). */
+static void process_span_end(struct workers *w, struct verdict *v, int err)
+{
+    struct tracing_span *span = v->span;
+    const struct store_settlement *s = &v->settlement;
+    if (span == NULL)
+        return;
+    if (span->recording) {
+        char why[TRACING_STATUS_MESSAGE_MAX + 1];
+        tracing_span_attr_str(span, "orderd.outcome", outcome_name(s->outcome));
+        if (err != STORE_OK) {
+            snprintf(why, sizeof(why), "not settled (%s): delivered again", store_strerror(err));
+            tracing_span_error(span, why);
+        } else if (s->result == STORE_ESTALE) {
+            tracing_span_error(span, "lease expired before the verdict");
+        } else if (s->outcome == STORE_OUTCOME_DEAD_LETTER) {
+            snprintf(why, sizeof(why), "dead-lettered after %u attempts: %s", s->attempts,
+                     v->error);
+            tracing_span_error(span, why);
+        } else if (s->outcome == STORE_OUTCOME_RETRY) {
+            tracing_span_error(span, v->error);
+        }
+    }
+    tracing_span_end(w->opts.tracing, span);
+    v->span = NULL;
+}
+
+bool verdict_begin(struct workers *w, const struct store_message *m, struct tracing_span *span,
+                   struct verdict *v)
+{
+    process_span_begin(w, m, span);
+    v->span = span;
     struct store_settlement *s = &v->settlement;
     memset(s, 0, sizeof(*s));
     s->order_id = m->order_id;
@@ -227,7 +297,7 @@ bool verdict_begin(const struct store_message *m, struct trace_context *span, st
     }
     s->outcome = STORE_OUTCOME_DEAD_LETTER;
     s->error = v->error;
-    struct log_ctx lc = {NULL, v->trace_id, m->order_id};
+    struct log_ctx lc = verdict_log_ctx(v);
     log_warn(&lc, "processing attempt %u failed: %s", m->receive_count, v->error);
     return false;
 }
@@ -267,16 +337,16 @@ void verdict_conclude(struct workers *w, const struct store_message *m, int resu
         s->visible_at_ms = retry_at_ms(w, m, retry_after_ms);
     }
     s->error = v->error;
-    struct log_ctx lc = {NULL, v->trace_id, m->order_id};
+    struct log_ctx lc = verdict_log_ctx(v);
     log_warn(&lc, "processing attempt %u failed: %s", m->receive_count, v->error);
 }
 
 /* Without a fulfilment: validating again and persisting is all of processing. */
-static void decide(struct workers *w, const struct store_message *m, struct verdict *v)
+static void decide(struct workers *w, const struct store_message *m, struct tracing_span *span,
+                   struct verdict *v)
 {
-    struct trace_context span;
     double started = ids_monotonic_seconds();
-    verdict_begin(m, &span, v);
+    verdict_begin(w, m, span, v);
     metrics_processing_observe(w->metrics, ids_monotonic_seconds() - started);
 }
 
@@ -284,7 +354,7 @@ static void count_outcomes(struct workers *w, const struct verdict *v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         const struct store_settlement *s = &v[i].settlement;
-        struct log_ctx lc = {NULL, v[i].trace_id, s->order_id};
+        struct log_ctx lc = verdict_log_ctx(&v[i]);
         if (s->result == STORE_ESTALE) {
             log_warn(&lc, "lease expired before the verdict; a newer delivery owns the message");
             continue;
@@ -321,6 +391,7 @@ static void settle_chunk(struct workers *w, struct verdict *v, size_t n)
         count_outcomes(w, v, n);
     }
     for (size_t i = 0; i < n; i++) {
+        process_span_end(w, &v[i], err);
         free(v[i].result_json);
         v[i].result_json = NULL;
     }
@@ -335,11 +406,11 @@ void workers_settle(struct workers *w, struct verdict *v, size_t n)
 }
 
 static void process_batch(struct workers *w, struct store_message *msgs, size_t n,
-                          struct verdict *verdicts)
+                          struct verdict *verdicts, struct tracing_span *spans)
 {
     size_t done = 0;
     for (; done < n && !(done > 0 && workers_stopping(w)); done++)
-        decide(w, &msgs[done], &verdicts[done]);
+        decide(w, &msgs[done], &spans[done], &verdicts[done]);
     if (done < n && store_release(w->store, msgs + done, n - done, ids_now_ms()) != STORE_OK)
         log_warn(NULL, "worker: could not release %zu leases; they expire by themselves",
                  n - done);
@@ -398,8 +469,11 @@ static void *worker_main(void *arg)
     pthread_setname_np(pthread_self(), "worker"); /* top -H, perf: failure is harmless */
     struct store_message msgs[WORKER_BATCH_MAX];
     struct verdict *verdicts = calloc(WORKER_BATCH_MAX, sizeof(*verdicts));
-    if (verdicts == NULL) {
+    struct tracing_span *spans = calloc(WORKER_BATCH_MAX, sizeof(*spans));
+    if (verdicts == NULL || spans == NULL) {
         log_error(NULL, "worker: out of memory; this worker stops");
+        free(verdicts);
+        free(spans);
         return NULL;
     }
     struct intake_state st = {.ask_store = true};
@@ -415,11 +489,12 @@ static void *worker_main(void *arg)
                 st.ask_store = sleep_until_work(w, generation);
             continue;
         }
-        process_batch(w, msgs, n, verdicts);
+        process_batch(w, msgs, n, verdicts, spans);
         for (size_t i = 0; i < n; i++)
             store_message_clear(&msgs[i]);
     }
     free(verdicts);
+    free(spans);
     return NULL;
 }
 
@@ -459,6 +534,8 @@ static int prepare_fulfilment(struct workers *w, const struct worker_options *op
             return -EINVAL;
         }
     }
+    /* for the CLIENT spans; a URL libcurl cannot parse fails each request, as before */
+    (void)fulfilment_http_target_of(opts->fulfilment_url, &w->target);
     w->http = (struct fulfilment_http_options){
         .url = opts->fulfilment_url,
         .ca_file = opts->fulfilment_ca_file,

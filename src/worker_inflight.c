@@ -21,6 +21,13 @@
  * On stop it claims nothing more and lets what is in flight end (each
  * fulfilment is bounded by fulfilment_timeout).
  *
+ * Tracing: a flight holds its delivery's orderd.process span (ended by
+ * workers_settle) and the span of its fulfilment under it — CLIENT "POST"
+ * for a request, INTERNAL "orderd.fulfilment_command" for a command —
+ * whose context is the traceparent the service or the command receives, so
+ * that what they record nests under it. That span ends when the fulfilment
+ * does.
+ *
  * Threads: one worker thread owns everything here; only the multi handle is
  * touched from outside (curl_multi_wakeup, which is thread-safe).
  */
@@ -38,7 +45,8 @@
 struct flight {
     bool busy;
     struct store_message msg;
-    struct trace_context span;
+    struct tracing_span span;      /* orderd.process (CONSUMER) */
+    struct tracing_span call_span; /* the fulfilment: CLIENT or INTERNAL */
     double started;
     int64_t lease_until_ms;
     struct fulfilment_child *child;    /* a command, or */
@@ -98,11 +106,57 @@ static void env_line(char *out, size_t size, const char *name, const char *value
     snprintf(out, size, "%s=%s", name, value);
 }
 
+/* ---- the fulfilment's span ------------------------------------------------------ */
+
+/* Begins the span of f's fulfilment, a child of its delivery's span. */
+static void call_span_begin(struct inflight *in, struct flight *f)
+{
+    struct workers *w = in->w;
+    struct tracing_span *s = &f->call_span;
+    if (w->command.argc > 0) {
+        tracing_span_begin(w->opts.tracing, s, &f->span.ctx, "orderd.fulfilment_command",
+                           TRACING_INTERNAL);
+        if (s->recording)
+            tracing_span_attr_str(s, "process.command", w->command.argv[0]);
+        return;
+    }
+    tracing_span_begin(w->opts.tracing, s, &f->span.ctx, "POST", TRACING_CLIENT);
+    if (!s->recording)
+        return;
+    tracing_span_attr_str(s, "http.request.method", "POST");
+    if (w->target.url[0] != '\0') {
+        tracing_span_attr_str(s, "url.full", w->target.url);
+        tracing_span_attr_str(s, "server.address", w->target.host);
+        tracing_span_attr_int(s, "server.port", w->target.port);
+    }
+}
+
+/* Ends it: error (NULL when it succeeded), exit code (command, -1: none),
+ * HTTP status (request, 0: none), error_type (request: what failed). */
+static void call_span_end(struct inflight *in, struct flight *f, const char *error, int exit_code,
+                          long status, const char *error_type)
+{
+    struct tracing_span *s = &f->call_span;
+    if (s->recording) {
+        if (exit_code >= 0)
+            tracing_span_attr_int(s, "process.exit.code", exit_code);
+        if (status > 0)
+            tracing_span_attr_int(s, "http.response.status_code", status);
+        if (error != NULL && error_type != NULL)
+            tracing_span_attr_str(s, "error.type", error_type);
+        if (error != NULL)
+            tracing_span_error(s, error);
+    }
+    tracing_span_end(in->w->opts.tracing, s);
+}
+
+/* ---- starting (continued) --------------------------------------------------------- */
+
 static int start_command(struct inflight *in, struct flight *f, const char *body, char *error,
                          size_t size)
 {
     char env_id[64], env_tp[96], tp[TRACEPARENT_LEN + 1];
-    trace_format(&f->span, tp);
+    trace_format(&f->call_span.ctx, tp);
     env_line(env_id, sizeof(env_id), "ORDER_ID", f->msg.order_id);
     env_line(env_tp, sizeof(env_tp), "TRACEPARENT", tp);
     const char *env[] = {env_id, env_tp, NULL};
@@ -115,7 +169,7 @@ static int start_request(struct inflight *in, struct flight *f, const char *body
                          size_t size)
 {
     char tp[TRACEPARENT_LEN + 1];
-    trace_format(&f->span, tp);
+    trace_format(&f->call_span.ctx, tp);
     pthread_rwlock_rdlock(&in->w->secrets_lock); /* the secrets may be swapped (SIGHUP) */
     int err = fulfilment_http_call_new(&in->w->http, f->msg.order_id, tp, body, strlen(body),
                                        &f->call, error, size);
@@ -150,10 +204,11 @@ static void start_flight(struct inflight *in, struct flight *f)
     struct workers *w = in->w;
     f->started = ids_monotonic_seconds();
     struct verdict *v = next_done(in);
-    if (!verdict_begin(&f->msg, &f->span, v))
+    if (!verdict_begin(w, &f->msg, &f->span, v))
         return; /* dead letter: settled with the others, then the slot is free */
-    char *body = worker_message_json(&f->msg, f->span.trace_id);
+    char *body = worker_message_json(&f->msg, f->span.ctx.trace_id);
     int rc = FULFILMENT_ESPAWN;
+    call_span_begin(in, f);
     if (body == NULL)
         snprintf(v->error, sizeof(v->error), "out of memory");
     else if (w->command.argc > 0)
@@ -166,6 +221,7 @@ static void start_flight(struct inflight *in, struct flight *f)
         metrics_fulfilment_in_flight_add(w->metrics, 1);
         return;
     }
+    call_span_end(in, f, v->error, -1, 0, "start");
     metrics_fulfilment_observe(w->metrics, kind_of(in), METRICS_FULFILMENT_ERROR, 0);
     verdict_conclude(w, &f->msg, FULFILMENT_FAILED, -1, NULL, v);
 }
@@ -221,7 +277,7 @@ static void finish_flight(struct inflight *in, struct flight *f, int result, int
                           char *result_json, const char *error)
 {
     struct verdict *v = next_done(in);
-    memcpy(v->trace_id, f->span.trace_id, sizeof(v->trace_id));
+    v->span = &f->span;
     struct store_settlement *s = &v->settlement;
     memset(s, 0, sizeof(*s));
     s->order_id = f->msg.order_id; /* the flight stays busy until settled */
@@ -245,8 +301,11 @@ static void finish_children(struct inflight *in, bool polled)
             !fulfilment_child_step(f->child, in->fds + f->fd_first, polled ? f->fd_count : 0))
             continue;
         char error[FULFILMENT_ERROR_MAX];
+        int code = fulfilment_child_exit_code(f->child);
         int result = fulfilment_child_finish(f->child, error, sizeof(error));
         f->child = NULL;
+        call_span_end(in, f, result == FULFILMENT_OK ? NULL : error, code, 0,
+                      result == FULFILMENT_TIMEOUT ? "timeout" : "exit");
         finish_flight(in, f, result, -1, NULL, error);
     }
 }
@@ -279,6 +338,12 @@ static void finish_requests(struct inflight *in)
             continue;
         }
         f->call = NULL;
+        char status[24];
+        snprintf(status, sizeof(status), "%ld", a.status);
+        const char *type = a.status > 0                     ? status
+                           : a.result == FULFILMENT_TIMEOUT ? "timeout"
+                                                            : curl_easy_strerror(code);
+        call_span_end(in, f, a.result == FULFILMENT_OK ? NULL : a.error, -1, a.status, type);
         finish_flight(in, f, a.result, a.retry_after_ms, a.result_json, a.error);
     }
 }
@@ -328,7 +393,8 @@ static void extend_leases(struct inflight *in)
         if (err == STORE_OK && items[i].result == STORE_OK) {
             owners[i]->lease_until_ms = now + visibility_timeout_ms;
         } else if (err == STORE_OK) {
-            struct log_ctx lc = {NULL, owners[i]->span.trace_id, owners[i]->msg.order_id};
+            const struct trace_context *tc = &owners[i]->span.ctx;
+            struct log_ctx lc = {NULL, tc->trace_id, owners[i]->msg.order_id, tc->span_id};
             log_warn(&lc, "lease lost while the fulfilment runs; a newer delivery owns it");
             owners[i]->lease_until_ms = INT64_MAX; /* stop asking */
         }

@@ -14,9 +14,11 @@
 #include "bounds.h"
 #include "fulfilment.h"
 #include "fulfilment_http.h"
+#include "log.h"
 #include "metrics.h"
 #include "store.h"
 #include "trace.h"
+#include "tracing.h"
 #include "webhook.h"
 #include "worker.h"
 
@@ -40,6 +42,7 @@ struct workers {
     pthread_rwlock_t secrets_lock;
     struct webhook_secrets *secrets;
     struct fulfilment_http_options http; /* url NULL: no HTTP fulfilment */
+    struct fulfilment_http_target target; /* what the CLIENT spans say of http.url */
     struct worker_thread threads[WORKER_COUNT_MAX];
     uint32_t threads_wanted; /* count, or fulfilment_concurrency when lower */
     uint32_t started;
@@ -55,7 +58,8 @@ struct workers {
 /* Everything a worker decides about one delivery. */
 struct verdict {
     struct store_settlement settlement;
-    char trace_id[TRACE_ID_HEX_LEN + 1];
+    struct tracing_span *span; /* the delivery's orderd.process, owned by the caller;
+                                  workers_settle() ends it */
     char error[FULFILMENT_ERROR_MAX];
     char *result_json; /* kept with a completed order; freed after settling */
 };
@@ -68,17 +72,23 @@ uint64_t workers_generation(struct workers *w);
 /* Claims up to batch messages; *more when another claim may find more at once. */
 size_t workers_claim(struct workers *w, struct store_message *msgs, size_t batch, bool *more);
 
-/* Starts a verdict on m: fills the settlement's identity and the span. False
- * (with the verdict made: dead letter) when the stored order fails validation. */
-bool verdict_begin(const struct store_message *m, struct trace_context *span, struct verdict *v);
+/* Starts a verdict on m: fills the settlement's identity, begins the
+ * delivery's orderd.process span in *span (which must outlive the
+ * settlement). False (with the verdict made: dead letter) when the stored
+ * order fails validation. */
+bool verdict_begin(struct workers *w, const struct store_message *m, struct tracing_span *span,
+                   struct verdict *v);
 /* Completes the verdict from a fulfilment's result (enum fulfilment_result);
  * retry_after_ms -1 when the service named no time. Takes result_json. */
 void verdict_conclude(struct workers *w, const struct store_message *m, int result,
                       int64_t retry_after_ms, char *result_json, struct verdict *v);
 
 /* Settles n verdicts (WORKER_BATCH_MAX to a transaction), counts and logs them,
- * frees their results. */
+ * ends their spans, frees their results. */
 void workers_settle(struct workers *w, struct verdict *v, size_t n);
+
+/* A log line's context for the delivery of v. */
+struct log_ctx verdict_log_ctx(const struct verdict *v);
 
 /* The order as a fulfilment sees it (the JSON of GET /orders/{id}, plus attempt). */
 char *worker_message_json(const struct store_message *m, const char *trace_id);

@@ -172,7 +172,7 @@ END_TEST
 START_TEST(test_json_fields)
 {
     struct capture c;
-    struct log_ctx ctx = {"req-1", "4bf92f3577b34da6a3ce929d0e0e4736", "ord-9"};
+    struct log_ctx ctx = {"req-1", "4bf92f3577b34da6a3ce929d0e0e4736", "ord-9", "00f067aa0ba902b7"};
 
     capture_begin(&c);
     log_warn(&ctx, "order %s took %d ms", "ord-9", 42);
@@ -184,10 +184,13 @@ START_TEST(test_json_fields)
     ck_assert_str_eq(jstr(j, "request_id"), "req-1");
     ck_assert_str_eq(jstr(j, "trace_id"), "4bf92f3577b34da6a3ce929d0e0e4736");
     ck_assert_str_eq(jstr(j, "order_id"), "ord-9");
-    ck_assert_int_eq(json_object_size(j), 6);
+    ck_assert_str_eq(jstr(j, "span_id"), "00f067aa0ba902b7");
+    ck_assert_int_eq(json_object_size(j), 7);
     /* the documented key order, for humans reading the raw line */
     ck_assert_int_eq(strncmp(c.buf, "{\"time\":\"", 9), 0);
     ck_assert_ptr_nonnull(strstr(c.buf, "\",\"level\":\"warn\",\"msg\":\""));
+    ck_assert_ptr_nonnull(strstr(c.buf, "\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\","
+                                        "\"span_id\":\"00f067aa0ba902b7\",\"order_id\""));
     json_decref(j);
     capture_free(&c);
 }
@@ -196,7 +199,7 @@ END_TEST
 START_TEST(test_json_context_only_when_set)
 {
     struct capture c;
-    struct log_ctx ctx = {NULL, "t-1", NULL};
+    struct log_ctx ctx = {NULL, "t-1", NULL, NULL};
 
     capture_begin(&c);
     log_error(&ctx, "a");
@@ -211,6 +214,7 @@ START_TEST(test_json_context_only_when_set)
     ck_assert_str_eq(jstr(a, "trace_id"), "t-1");
     ck_assert_ptr_null(json_object_get(a, "request_id"));
     ck_assert_ptr_null(json_object_get(a, "order_id"));
+    ck_assert_ptr_null(json_object_get(a, "span_id"));
     ck_assert_int_eq(json_object_size(a), 4);
     json_decref(a);
 
@@ -267,7 +271,7 @@ END_TEST
 START_TEST(test_json_context_escaped)
 {
     struct capture c;
-    struct log_ctx ctx = {"r\"1\n", "t\\1", "o\xFF"};
+    struct log_ctx ctx = {"r\"1\n", "t\\1", "o\xFF", NULL};
 
     capture_begin(&c);
     log_info(&ctx, "x");
@@ -344,7 +348,7 @@ END_TEST
 START_TEST(test_text_format)
 {
     struct capture c;
-    struct log_ctx ctx = {"r1", "t1", "o1"};
+    struct log_ctx ctx = {"r1", "t1", "o1", "s1"};
     char ts[32];
 
     log_configure(LOG_LEVEL_INFO, LOG_FORMAT_TEXT);
@@ -355,7 +359,8 @@ START_TEST(test_text_format)
     memcpy(ts, c.buf, 24);
     ts[24] = '\0';
     assert_timestamp(ts);
-    ck_assert_str_eq(c.buf + 24, " WARN disk full request_id=r1 trace_id=t1 order_id=o1\n");
+    ck_assert_str_eq(c.buf + 24,
+                     " WARN disk full request_id=r1 trace_id=t1 span_id=s1 order_id=o1\n");
     capture_free(&c);
 }
 END_TEST
@@ -363,7 +368,7 @@ END_TEST
 START_TEST(test_text_format_one_line)
 {
     struct capture c;
-    struct log_ctx ctx = {NULL, NULL, "o\n2"};
+    struct log_ctx ctx = {NULL, NULL, "o\n2", NULL};
 
     log_configure(LOG_LEVEL_DEBUG, LOG_FORMAT_TEXT);
     capture_begin(&c);
@@ -412,7 +417,7 @@ START_TEST(test_long_message_truncated)
     struct capture c;
     char *msg = repeat(long_cases[_i].unit, long_cases[_i].times);
     char *big = repeat("\"", 1000);
-    struct log_ctx ctx = {big, "t", big};
+    struct log_ctx ctx = {big, "t", big, big};
 
     capture_begin(&c);
     log_info(NULL, "%s", msg);
@@ -436,6 +441,7 @@ START_TEST(test_long_message_truncated)
     ck_assert_str_eq(got + strlen(got) - 3, "...");
     ck_assert_uint_eq(strlen(jstr(k, "request_id")), 128);
     ck_assert_str_eq(jstr(k, "trace_id"), "t");
+    ck_assert_uint_eq(strlen(jstr(k, "span_id")), 128);
     json_decref(k);
 
     free(msg);
@@ -489,7 +495,7 @@ END_TEST
 static void *writer(void *arg)
 {
     char *msg = arg;
-    struct log_ctx ctx = {"r", "t", "o"};
+    struct log_ctx ctx = {"r", "t", "o", NULL};
 
     for (int i = 0; i < LINES_EACH; i++)
         log_info(&ctx, "%d %s", i, msg);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 
 #include "log.h"
+#include "sqlite_io.h"
 
 /* Step 1 runs at most this many times before step 2 (copy_without_lock). */
 #define CHECKPOINT_ROUNDS_MAX 8
@@ -156,7 +157,9 @@ static void *checkpointer_main(void *arg)
 static int open_connection(const char *path, sqlite3 **out)
 {
     sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+    /* Through the store's I/O seam (sqlite_io.h), as its other connections. */
+    int rc =
+        sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, sqlite_io_vfs());
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, "PRAGMA synchronous=FULL; SELECT count(*) FROM sqlite_schema", NULL,
                           NULL, NULL);

@@ -3,6 +3,11 @@
  * fdatasync() and fsync() of a file whose name ends in "-wal" fail with EIO
  * while the file named by TEST_FAIL_FSYNC_FLAG exists; every other call goes
  * to the C library. The test builds it with cc at run time.
+ *
+ * Faults inside the process (a chosen write, sync or open failing with EIO
+ * or ENOSPC) are the unit tests' (src/sqlite_io.h, tests/unit/test_store_io.c);
+ * this shim stays for the one thing they cannot show: the real binary's
+ * real fdatasync call failing (see test_durability.sh).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>

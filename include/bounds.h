@@ -62,6 +62,7 @@
 #define WORKER_COUNT_MAX 64
 #define WORKER_HANDOFF_MAX 1024     /* messages delivered in memory, not yet taken */
 #define WORKER_POLL_MS 200          /* busy with deliveries: ask the store this often */
+#define WORKER_STORE_RETRY_MS 1000  /* a claim failed (disk or database down): ask again after */
 #define FULFILMENT_STDERR_MAX 4096
 #define FULFILMENT_ERROR_MAX (FULFILMENT_STDERR_MAX + 128) /* last_error of one attempt */
 #define FULFILMENT_RESULT_MAX 4096   /* a fulfilment service's JSON answer kept per order */

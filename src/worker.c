@@ -154,12 +154,16 @@ static size_t take_delivered(struct workers *w, struct store_message *out, size_
  * True when the store should be asked (woken by workers_wake, or a message
  * came due), false after a delivery or when stopping.
  */
-static bool sleep_until_work(struct workers *w, uint64_t seen_generation)
+static bool sleep_until_work(struct workers *w, uint64_t seen_generation, int64_t not_before_ms)
 {
     int64_t due = 0;
     int err = store_next_visible_ms(w->store, &due);
     bool timed = err == STORE_OK || err == STORE_EUNAVAILABLE;
-    int64_t wait_ms = err == STORE_OK ? due - ids_now_ms() : 1000; /* storage down: retry in 1s */
+    if (err == STORE_EUNAVAILABLE)
+        due = ids_now_ms() + WORKER_STORE_RETRY_MS;
+    if (due < not_before_ms) /* the last claim failed: the store is asked again then */
+        due = not_before_ms;
+    int64_t wait_ms = due - ids_now_ms();
     if (timed && wait_ms <= 0)
         return true;
     struct timespec ts;
@@ -417,7 +421,8 @@ static void process_batch(struct workers *w, struct store_message *msgs, size_t 
     workers_settle(w, verdicts, done);
 }
 
-size_t workers_claim(struct workers *w, struct store_message *msgs, size_t batch, bool *more)
+size_t workers_claim(struct workers *w, struct store_message *msgs, size_t batch, bool *more,
+                     int64_t *retry_at_ms)
 {
     size_t n = 0, dead = 0;
     int err = store_claim(w->store, ids_now_ms(), (int64_t)w->opts.visibility_timeout_ms,
@@ -427,6 +432,8 @@ size_t workers_claim(struct workers *w, struct store_message *msgs, size_t batch
         log_warn(NULL, "worker: %zu messages dead-lettered: their last lease expired", dead);
     }
     *more = err == STORE_OK && (n == batch || dead > 0);
+    if (err != STORE_OK)
+        *retry_at_ms = ids_now_ms() + WORKER_STORE_RETRY_MS;
     return err == STORE_OK ? n : 0;
 }
 
@@ -436,6 +443,7 @@ struct intake_state {
     bool last_from_store;         /* the last batch was claimed, not delivered */
     uint64_t seen_generation;
     int64_t next_poll_ms;         /* ask the store by then, even while deliveries keep coming */
+    int64_t retry_at_ms;          /* a claim failed: not before then */
 };
 
 /*
@@ -448,7 +456,8 @@ struct intake_state {
 static size_t next_batch(struct workers *w, struct intake_state *st, struct store_message *msgs,
                          size_t batch)
 {
-    bool store_due = st->ask_store || ids_now_ms() >= st->next_poll_ms;
+    int64_t now = ids_now_ms();
+    bool store_due = (st->ask_store || now >= st->next_poll_ms) && now >= st->retry_at_ms;
     size_t n = 0;
     if (!store_due || st->last_from_store)
         n = take_delivered(w, msgs, batch);
@@ -456,7 +465,7 @@ static size_t next_batch(struct workers *w, struct intake_state *st, struct stor
         st->last_from_store = false;
         return n;
     }
-    n = workers_claim(w, msgs, batch, &st->ask_store);
+    n = workers_claim(w, msgs, batch, &st->ask_store, &st->retry_at_ms);
     st->next_poll_ms = ids_now_ms() + WORKER_POLL_MS;
     st->last_from_store = n > 0;
     return n > 0 ? n : take_delivered(w, msgs, batch);
@@ -485,8 +494,10 @@ static void *worker_main(void *arg)
         }
         size_t n = next_batch(w, &st, msgs, WORKER_BATCH_MAX);
         if (n == 0) {
-            if (!st.ask_store)
-                st.ask_store = sleep_until_work(w, generation);
+            /* nothing to do, or the last claim failed: sleep (never spin on a
+             * failing disk), keeping a wake that came meanwhile */
+            if (!st.ask_store || ids_now_ms() < st.retry_at_ms)
+                st.ask_store = sleep_until_work(w, generation, st.retry_at_ms) || st.ask_store;
             continue;
         }
         process_batch(w, msgs, n, verdicts, spans);

@@ -68,6 +68,7 @@ struct inflight {
     double first_done_at; /* monotonic: the oldest verdict waiting */
     uint64_t seen_generation;
     int64_t next_poll_ms;
+    int64_t retry_at_ms; /* a claim failed: not before then */
 };
 
 #define WAIT_MAX_MS 1000 /* look at the clock and the store at least this often */
@@ -247,13 +248,14 @@ static void claim_and_start(struct inflight *in)
 {
     size_t room = in->cap - in->busy;
     double now = ids_monotonic_seconds();
-    if (room == 0 || !(in->ask_store || ids_now_ms() >= in->next_poll_ms) ||
+    int64_t now_ms = ids_now_ms();
+    if (room == 0 || !(in->ask_store || now_ms >= in->next_poll_ms) || now_ms < in->retry_at_ms ||
         !claim_gathered(in, now))
         return;
     in->last_claim_at = now;
     struct store_message msgs[WORKER_BATCH_MAX];
     size_t want = room < WORKER_BATCH_MAX ? room : WORKER_BATCH_MAX;
-    size_t n = workers_claim(in->w, msgs, want, &in->ask_store);
+    size_t n = workers_claim(in->w, msgs, want, &in->ask_store, &in->retry_at_ms);
     in->next_poll_ms = ids_now_ms() + WORKER_POLL_MS;
     if (n == 0)
         return;
@@ -443,7 +445,10 @@ static int wait_ms(struct inflight *in)
         int64_t d = (int64_t)((in->first_done_at + GATHER_S - now) * 1000) + 1;
         wait = d < wait ? d : wait;
     }
-    if (in->busy < in->cap) {
+    if (in->busy < in->cap && now_ms < in->retry_at_ms) {
+        /* the last claim failed: nothing to claim before retry_at */
+        wait = in->retry_at_ms - now_ms < wait ? in->retry_at_ms - now_ms : wait;
+    } else if (in->busy < in->cap) {
         if (in->ask_store) {
             int64_t d = (int64_t)((in->last_claim_at + GATHER_S - now) * 1000) + 1;
             return claim_gathered(in, now) || d < 0 ? 0 : (int)(d < wait ? d : wait);

@@ -69,8 +69,12 @@ bool workers_fulfil(const struct workers *w);
 bool workers_stopping(struct workers *w);
 uint64_t workers_generation(struct workers *w);
 
-/* Claims up to batch messages; *more when another claim may find more at once. */
-size_t workers_claim(struct workers *w, struct store_message *msgs, size_t batch, bool *more);
+/* Claims up to batch messages; *more when another claim may find more at once.
+ * When the claim fails (storage unavailable), *retry_at_ms is set to when to
+ * ask the store again (WORKER_STORE_RETRY_MS from now), so a worker never
+ * spins on a failing disk; otherwise it is left alone. */
+size_t workers_claim(struct workers *w, struct store_message *msgs, size_t batch, bool *more,
+                     int64_t *retry_at_ms);
 
 /* Starts a verdict on m: fills the settlement's identity, begins the
  * delivery's orderd.process span in *span (which must outlive the

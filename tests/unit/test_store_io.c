@@ -224,6 +224,25 @@ static char *capture_end(struct capture *c)
     return text;
 }
 
+/* Waits (bounded) until what stderr got since capture_begin holds needle. */
+static bool capture_wait_for(const struct capture *c, const char *needle)
+{
+    double deadline = deadline_in(WAIT_MS);
+    static char text[65536];
+    for (;;) {
+        FILE *f = fopen(c->path, "r");
+        ck_assert_ptr_nonnull(f);
+        size_t n = fread(text, 1, sizeof(text) - 1, f);
+        text[n] = '\0';
+        fclose(f);
+        if (strstr(text, needle) != NULL)
+            return true;
+        if (passed(deadline))
+            return false;
+        sleep_ms(5);
+    }
+}
+
 static int count_lines(const char *text)
 {
     int n = 0;
@@ -701,11 +720,10 @@ START_TEST(settle_fault_leaves_messages_leased_then_they_complete)
     capture_begin(&cap);
     ck_assert_uint_eq(workers_reserve(w, SETTLE_N), SETTLE_N);
     workers_deliver(w, msgs, SETTLE_N); /* the worker owns their strings now */
-    bool failed = wait_fault_failed(1);
-    char *log = capture_end(&cap);
-    ck_assert(failed);
-    ck_assert_ptr_nonnull(strstr(log, "cannot settle 10 messages: storage unavailable"));
-    free(log);
+    /* the settlement's failure, not a claim's (a poll may fail first) */
+    bool seen = capture_wait_for(&cap, "cannot settle 10 messages: storage unavailable");
+    free(capture_end(&cap));
+    ck_assert(seen);
     /* Nothing was settled: each message as it was written, leased. */
     char sql[256];
     snprintf(sql, sizeof(sql),
@@ -731,6 +749,64 @@ START_TEST(settle_fault_leaves_messages_leased_then_they_complete)
 END_TEST
 
 /* ---- the start check ----------------------------------------------------------- */
+
+/*
+ * Orders are due in the store but every claim fails (the WAL cannot be
+ * written): a worker asks again only every WORKER_STORE_RETRY_MS, instead of
+ * spinning on the failing disk (it made some 40 000 claim transactions and
+ * log lines a second before). Both worker loops: without a fulfilment, and
+ * with one (worker_inflight.c). Once the disk is back, every order completes.
+ */
+#define IDLE_N 5
+#define IDLE_WATCH_MS 2000
+
+START_TEST(failing_claims_are_retried_slowly_then_complete)
+{
+    open_store(DURABILITY_NORMAL);
+    struct metrics *m = NULL;
+    ck_assert_int_eq(metrics_new(&m), 0);
+    static char ids[IDLE_N][ID_ULID_LEN + 1];
+    write_orders(IDLE_N, "idle", ITEMS_JSON, 0, 0, ids); /* visible: to be claimed */
+    signal(SIGPIPE, SIG_IGN); /* as main() does: /bin/true leaves its stdin unread */
+    struct worker_options wo = {
+        .count = 1,
+        .visibility_timeout_ms = 30000,
+        .max_receives = 5,
+        .backoff_base_ms = 100,
+        .backoff_max_ms = 1000,
+        .fulfilment_command = _i == 1 ? "/bin/true" : NULL,
+        .fulfilment_timeout_ms = 10000,
+        .fulfilment_concurrency = 4,
+    };
+    arm(SQLIO_WRITE, SQLIO_WAL, EIO);
+    struct capture cap;
+    capture_begin(&cap);
+    struct workers *w = NULL;
+    ck_assert_int_eq(workers_start(st, m, &wo, &w), 0);
+    ck_assert(wait_fault_failed(1));
+    uint64_t first = fault_counts().failed;
+    sleep_ms(IDLE_WATCH_MS);
+    uint64_t during = fault_counts().failed - first;
+    sqlite_io_fault_clear();
+    char *log = capture_end(&cap);
+    int lines = count_lines(log);
+    free(log);
+    /* one claim a second at most, a few writes each: far from thousands */
+    uint64_t most = 8 * (IDLE_WATCH_MS / WORKER_STORE_RETRY_MS + 1);
+    ck_assert_msg(during <= most, "%llu failed writes in %d ms, want at most %llu",
+                  (unsigned long long)during, IDLE_WATCH_MS, (unsigned long long)most);
+    ck_assert_msg(lines <= 40, "%d log lines while the disk failed", lines);
+
+    double deadline = deadline_in(WAIT_MS);
+    while (query_int("SELECT count(*) FROM orders WHERE status = 'completed'") < IDLE_N) {
+        ck_assert_msg(!passed(deadline), "not completed %d s after the disk came back",
+                      WAIT_MS / 1000);
+        sleep_ms(20);
+    }
+    workers_stop(w);
+    metrics_free(m);
+}
+END_TEST
 
 #define START_ORDERS 300
 
@@ -905,6 +981,7 @@ Suite *suite_store_io(void)
 
     tc = tcase_new("workers", setup_dir, UNIT_TIMEOUT_THREADED);
     tcase_add_test(tc, settle_fault_leaves_messages_leased_then_they_complete);
+    tcase_add_loop_test(tc, failing_claims_are_retried_slowly_then_complete, 0, 2);
     suite_add_tcase(s, tc);
 
     tc = tcase_new("start_check", setup_dir, UNIT_TIMEOUT_IO);

@@ -194,7 +194,7 @@ static void accepted(struct committer_item *item, void *arg)
                            "a request with this Idempotency-Key was accepted meanwhile", NULL, 0);
         break;
     case STORE_EUNAVAILABLE:
-        api_reply_unavailable(req, "storage is unavailable (disk full or read-only); retry later");
+        api_reply_unavailable(req, "storage is unavailable (a write failed: disk full, read-only or I/O error); retry later");
         break;
     default:
         log_error(&lc, "order not stored: %s", store_strerror(item->order.result));

@@ -72,6 +72,12 @@
  *                        sq_sync, the checkpointer, close, and the public
  *                        store_backup() and store_sqlite_version().
  *   store_sqlite_int.h   what the two share: struct sq_store, statement names.
+ *   store_sqlite_retention.c, store_sqlite_export.c
+ *                        deleting expired orders; streaming a snapshot.
+ *   sqlite_io.c          the VFS every connection opens through (and the
+ *                        WAL's own fdatasync): the seam where the unit tests
+ *                        fail a chosen write, sync or open.
+ *   wal_checkpointer.c   the checkpoints, on a thread of their own.
  */
 #include <assert.h>
 #include <stdatomic.h>

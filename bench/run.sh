@@ -13,6 +13,16 @@
 # p50/p99 of both, the drain rate of the workers (processed/s over the run
 # plus the time to empty the queue, against accepted/s), peak RSS, and
 # orderd's CPU time per accepted order (intake and processing).
+#
+# Then the cost of tracing (issue 21), same run: durable intake with tracing
+# off, on at sample_ratio 1.0 and on at 0.01, spans exported to a local sink
+# (the same nginx answering 200 on /v1/traces, as a collector that keeps up),
+# in rounds whose order rotates (a run is not always first or after the same
+# one) and each after a sync (the last run's writeback out of the way); each
+# round's req/s against the round's "off", and the median of those ratios
+# against the targets (>= 0.85 at 1.0, >= 0.97 at 0.01).
+#   BENCH_TRACING=no                    skip it
+#   BENCH_TRACING_CONNS=64 BENCH_TRACING_ROUNDS=3 BENCH_TRACING_DURABILITY=full
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,6 +36,10 @@ seconds=${BENCH_SECONDS:-10}
 conns=${BENCH_CONNS:-"1 16 64 256"}
 durabilities=${BENCH_DURABILITY:-"full normal"}
 threads=${BENCH_WRK_THREADS:-2}
+tracing=${BENCH_TRACING:-yes}
+tracing_conns=${BENCH_TRACING_CONNS:-64}
+tracing_rounds=${BENCH_TRACING_ROUNDS:-3}
+tracing_durability=${BENCH_TRACING_DURABILITY:-full}
 
 tmp=$(mktemp -d /tmp/orderd-bench.XXXXXX)
 orderd_pid=""
@@ -70,8 +84,10 @@ wait_answering() {
     exit 1
 }
 
+# start_nginx PORT SINK_PORT — the static 202 on PORT; on SINK_PORT, an OTLP
+# sink that takes every export (POST /v1/traces) and answers 200 {}.
 start_nginx() {
-    local port=$1
+    local port=$1 sink_port=$2
     mkdir -p "$tmp/nginx/logs"
     cat > "$tmp/nginx/nginx.conf" <<EOF
 worker_processes 2;
@@ -88,6 +104,14 @@ http {
             return 202 '{"order_id":"01M8AJKVKZGKBC8VSNJ2N4KRD3","status":"queued","trace_id":"beb2d5bdf7ba4ba9afa3042cb7313832"}';
         }
     }
+    server {
+        listen 127.0.0.1:$sink_port;
+        client_max_body_size 64m;
+        location / {
+            default_type application/json;
+            return 200 '{}';
+        }
+    }
 }
 EOF
     nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>"$tmp/nginx/err.log" &
@@ -102,8 +126,9 @@ start_mhd_static() {
     wait_answering "$port" mhd_static "$tmp/mhd_static.log"
 }
 
+# start_orderd DURABILITY [SAMPLE_RATIO] — with a ratio, spans go to the sink.
 start_orderd() {
-    local durability=$1
+    local durability=$1 ratio=${2:-}
     rm -rf "$tmp/db"
     mkdir -p "$tmp/db"
     cat > "$tmp/orderd.conf" <<EOF
@@ -119,6 +144,10 @@ max_depth = 100000000
 [log]
 level = warn
 EOF
+    if [ -n "$ratio" ]; then
+        printf '[tracing]\notlp_endpoint = http://127.0.0.1:%s/v1/traces\nsample_ratio = %s\n' \
+            "$sink_port" "$ratio" >> "$tmp/orderd.conf"
+    fi
     : > "$tmp/orderd.log"
     ORDERD_LOG_LEVEL=info "$bin" -c "$tmp/orderd.conf" 2>"$tmp/orderd.log" &
     orderd_pid=$!
@@ -189,7 +218,9 @@ peak_rss_mib() {
 }
 
 nginx_port=$(free_port)
-start_nginx "$nginx_port"
+sink_port=$(free_port)
+while [ "$sink_port" = "$nginx_port" ]; do sink_port=$(free_port); done
+start_nginx "$nginx_port" "$sink_port"
 mhd_port=$(free_port)
 start_mhd_static "$mhd_port"
 
@@ -236,3 +267,80 @@ printf 'o/commit = orders per intake transaction (group commit); fsync_ms = mean
 printf 'drain/s = accepted / (run + time to empty the queue); errors = non-2xx + socket errors of orderd\n'
 printf 'o_cpu = CPU time orderd used (all threads, run + drain) per accepted order, in microseconds;\n'
 printf 'n_cpu = CPU time nginx used (master + workers) per request answered, in microseconds\n'
+
+# ---- the cost of tracing ------------------------------------------------------------
+
+# trace_round off|RATIO -> "rps p50_ms p99_ms cpu_us_per_order exported_per_order
+# dropped_per_order errors": one run of durable intake, tracing off or on at RATIO.
+trace_round() {
+    local ratio=$1 ticks0 ticks rps p50 p99 non2xx err accepted exported dropped
+    if [ "$ratio" = off ]; then
+        start_orderd "$tracing_durability"
+    else
+        start_orderd "$tracing_durability" "$ratio"
+    fi
+    sync
+    ticks0=$(cpu_ticks "$orderd_pid")
+    read -r rps p50 p99 non2xx err <<<"$(wrk_run "http://127.0.0.1:$orderd_port/orders" "$tracing_conns")"
+    accepted=$(metric orderd_orders_received_total)
+    drain_seconds >/dev/null
+    ticks=$(($(cpu_ticks "$orderd_pid") - ticks0))
+    exported=$(metric orderd_trace_spans_exported_total)
+    dropped=$(metric orderd_trace_spans_dropped_total)
+    stop_orderd
+    awk -v rps="$rps" -v p50="$p50" -v p99="$p99" -v acc="${accepted:-0}" -v ticks="$ticks" \
+        -v hz="$(getconf CLK_TCK)" -v ex="${exported:-0}" -v dr="${dropped:-0}" \
+        -v e="$((non2xx + err))" 'BEGIN {
+        cpu = 0; exo = 0; dro = 0
+        if (acc > 0) { cpu = ticks * 1e6 / hz / acc; exo = ex / acc; dro = dr / acc }
+        printf "%s %s %s %.1f %.2f %.2f %d\n", rps, p50, p99, cpu, exo, dro, e }'
+}
+
+# median VALUE... — of whole or fractional numbers
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2];
+        else printf "%.4f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+if [ "$tracing" != no ]; then
+    printf '\ntracing cost: durability %s, %s connections, %ss per run, %s rounds of off, 1.0, 0.01 (rotating);\n' \
+        "$tracing_durability" "$tracing_conns" "$seconds" "$tracing_rounds"
+    printf 'spans exported to a local sink (nginx answering 200 on /v1/traces)\n'
+    printf '%-5s %-12s | %9s %6s | %8s %8s | %7s | %11s %11s | %6s\n' round sample_ratio orderd \
+        vs_off o_p50ms o_p99ms o_cpu exported/o dropped/o errors
+    full_ratios=() low_ratios=() off_cpu=() full_cpu=() low_cpu=()
+    orders=("off 1.0 0.01" "1.0 0.01 off" "0.01 off 1.0")
+    for round in $(seq 1 "$tracing_rounds"); do
+        declare -A row=()
+        for ratio in ${orders[$(((round - 1) % 3))]}; do
+            row[$ratio]=$(trace_round "$ratio")
+        done
+        off_rps=${row[off]%% *}
+        for ratio in off 1.0 0.01; do
+            read -r rps p50 p99 cpu ex dr e <<<"${row[$ratio]}"
+            vs=$(awk -v a="$rps" -v b="$off_rps" 'BEGIN { r = 0; if (b > 0) r = a / b; printf "%.3f", r }')
+            case $ratio in
+            off) off_cpu+=("$cpu") ;;
+            1.0) full_ratios+=("$vs") full_cpu+=("$cpu") ;;
+            0.01) low_ratios+=("$vs") low_cpu+=("$cpu") ;;
+            esac
+            printf '%-5s %-12s | %9.0f %6.2f | %8.2f %8.2f | %7.1f | %11.2f %11.2f | %6d\n' \
+                "$round" "$ratio" "$rps" "$vs" "$p50" "$p99" "$cpu" "$ex" "$dr" "$e"
+        done
+        unset row
+    done
+    full=$(median "${full_ratios[@]}")
+    low=$(median "${low_ratios[@]}")
+    verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v >= t ? "met" : "MISSED") }'; }
+    printf 'median vs_off: sample_ratio 1.0 -> %.3f (target >= 0.85: %s); 0.01 -> %.3f (target >= 0.97: %s)\n' \
+        "$full" "$(verdict "$full" 0.85)" "$low" "$(verdict "$low" 0.97)"
+    c_off=$(median "${off_cpu[@]}") c_full=$(median "${full_cpu[@]}") c_low=$(median "${low_cpu[@]}")
+    awk -v o="$c_off" -v f="$c_full" -v l="$c_low" 'BEGIN {
+        printf "median o_cpu: off %.1f, 1.0 %.1f (off/1.0 = %.3f), 0.01 %.1f (off/0.01 = %.3f) µs per order\n",
+            o, f, o / f, l, o / l }'
+    printf 'vs_off = req/s / req/s of the same round with tracing off; o_cpu = CPU µs per order\n'
+    printf '(off/ratio: the req/s ratio to expect when orderd alone is CPU-bound; steadier than vs_off\n'
+    printf 'on a machine shared with other work);\n'
+    printf 'exported/o, dropped/o = spans per accepted order the sink took, and that were dropped\n'
+fi

@@ -32,6 +32,7 @@ struct retention {
     pthread_cond_t wake; /* a reload or the stop */
     struct retention_options opts;
     bool stopping;
+    bool changed; /* retention_set since the sweep last read opts: no sleep */
     bool failing; /* the last batch failed: log the next failure no more */
 };
 
@@ -65,7 +66,8 @@ static bool purge_batch(struct retention *r, enum store_retention_kind kind, uin
     return deleted >= RETENTION_BATCH;
 }
 
-/* Sleeps ms, or until a reload or the stop; returns false when stopping. */
+/* Sleeps ms, or until a reload or the stop; returns false when stopping. A
+ * reload that came while a batch ran (its signal unheard) skips the sleep. */
 static bool wait_ms(struct retention *r, uint64_t ms)
 {
     struct timespec until;
@@ -77,7 +79,7 @@ static bool wait_ms(struct retention *r, uint64_t ms)
         until.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&r->lock);
-    if (!r->stopping)
+    if (!r->stopping && !r->changed)
         pthread_cond_timedwait(&r->wake, &r->lock, &until);
     bool go_on = !r->stopping;
     pthread_mutex_unlock(&r->lock);
@@ -88,6 +90,7 @@ static struct retention_options current(struct retention *r)
 {
     pthread_mutex_lock(&r->lock);
     struct retention_options o = r->opts;
+    r->changed = false;
     pthread_mutex_unlock(&r->lock);
     return o;
 }
@@ -154,6 +157,7 @@ void retention_set(struct retention *r, const struct retention_options *opts)
     pthread_mutex_lock(&r->lock);
     r->opts = *opts;
     normalise(&r->opts);
+    r->changed = true;
     pthread_cond_signal(&r->wake);
     pthread_mutex_unlock(&r->lock);
 }

@@ -3,7 +3,8 @@
 # this script starts in a temp dir (tests/pg/lib.sh) and removes at the end:
 #
 #   store        the store suite of tests/unit/test_store.c run against
-#                PostgreSQL (TEST_STORE_DSN), the export suite of
+#                PostgreSQL (TEST_STORE_DSN), the retention suite of
+#                tests/unit/test_retention.c likewise, the export suite of
 #                tests/unit/test_export.c likewise, plus tests/pg/test_store_pg.c
 #                (migrations under concurrency, two stores = two nodes,
 #                reconnect after a server restart); built here under ASan/UBSan
@@ -29,7 +30,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 export TEST_ORDERD_BIN="${TEST_ORDERD_BIN:-$root/build/orderd}"
 : "${TEST_PG_PARTS:=store integration nodes immediate_stop}"
-: "${TEST_PG_FILES:=api backpressure restart threaded_drain threaded_intake threaded_processing threaded_fulfilment_http export}"
+: "${TEST_PG_FILES:=api backpressure restart retention threaded_drain threaded_intake threaded_processing threaded_fulfilment_http export}"
 : "${TEST_PG_PART_TIMEOUT:=900}"
 
 # shellcheck source-path=SCRIPTDIR
@@ -83,10 +84,12 @@ run_store() {
 #include <stdlib.h>
 Suite *suite_store(void);
 Suite *suite_store_pg(void);
+Suite *suite_retention(void);
 Suite *suite_export(void);
 int main(void) {
     SRunner *r = srunner_create(suite_store());
     srunner_add_suite(r, suite_store_pg());
+    srunner_add_suite(r, suite_retention());
     srunner_add_suite(r, suite_export());
     srunner_run_all(r, CK_VERBOSE);
     int f = srunner_ntests_failed(r);
@@ -99,8 +102,10 @@ EOC
         -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -pthread \
         -Iinclude -Isrc -D_GNU_SOURCE -DORDERD_VERSION='"test"' $(pkg-config --cflags "${pkgs[@]}") \
         -o "$bin" "$tmp/main.c" tests/unit/test_store.c tests/unit/tmpdir.c tests/pg/test_store_pg.c \
+        tests/unit/test_retention.c \
         tests/unit/test_export.c \
         src/store*.c src/strbuf.c src/wal_checkpointer.c src/ids.c src/log.c src/metrics.c \
+        src/retention.c \
         $(pkg-config --libs "${pkgs[@]}") -lm >"$tmp/cc.log" 2>&1; then
         fail_line "pg:store: the suites do not build: $(head -c 600 "$tmp/cc.log" | tr '\n' ' ')"
         return 0

@@ -30,7 +30,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 export TEST_ORDERD_BIN="${TEST_ORDERD_BIN:-$root/build/orderd}"
 : "${TEST_PG_PARTS:=store integration nodes immediate_stop}"
-: "${TEST_PG_FILES:=api backpressure restart retention threaded_drain threaded_intake threaded_processing threaded_fulfilment_http export}"
+: "${TEST_PG_FILES:=api backpressure restart retention threaded_drain threaded_intake threaded_processing threaded_fulfilment_http threaded_tracing export}"
 : "${TEST_PG_PART_TIMEOUT:=900}"
 
 # shellcheck source-path=SCRIPTDIR

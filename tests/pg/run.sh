@@ -104,7 +104,7 @@ EOC
         -o "$bin" "$tmp/main.c" tests/unit/test_store.c tests/unit/tmpdir.c tests/pg/test_store_pg.c \
         tests/unit/test_retention.c \
         tests/unit/test_export.c \
-        src/store*.c src/strbuf.c src/wal_checkpointer.c src/ids.c src/log.c src/metrics.c \
+        src/store*.c src/sqlite_io.c src/strbuf.c src/wal_checkpointer.c src/ids.c src/log.c src/metrics.c \
         src/retention.c \
         $(pkg-config --libs "${pkgs[@]}") -lm >"$tmp/cc.log" 2>&1; then
         fail_line "pg:store: the suites do not build: $(head -c 600 "$tmp/cc.log" | tr '\n' ' ')"

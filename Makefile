@@ -61,7 +61,7 @@ UNIT_SRCS := $(wildcard tests/unit/*.c)
 UNIT_OBJS := $(UNIT_SRCS:tests/unit/%.c=$(O)/obj/tests/%.o)
 
 .PHONY: all run test unit integration test-asan test-tsan test-static test-browser test-durability bench bench-scale \
-        bench-fulfilment fuzz \
+        bench-fulfilment bench-retention fuzz \
         install uninstall clean deps deps-test deps-bench format lint \
         deb test-package deps-package
 
@@ -181,6 +181,10 @@ bench: deps-bench all
 # processing rate of the workers, each row against its own ceiling (docs/performance.md)
 bench-fulfilment: deps-bench all $(O)/spawn_rate
 	BENCH_ORDERD_BIN=$(abspath $(O)/orderd) bench/fulfilment.sh
+
+# what purging 1 M expired orders costs durable intake (issue 20; ~13 min)
+bench-retention: deps-bench all
+	BENCH_ORDERD_BIN=$(abspath $(O)/orderd) bash bench/retention.sh
 
 # intake with 1, 2 and 3 nodes on one PostgreSQL (docs/scale-out.md)
 bench-scale: deps-bench deps-test all

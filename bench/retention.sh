@@ -22,10 +22,10 @@
 #             BENCH_ROWS, wrk is stopped (SIGINT: it prints its statistics).
 #             purge_s is the time from the SIGHUP to then.
 #   none      the same, without the SIGHUP, for as long as the purge run took.
-# cpu_s is the CPU time orderd used in the run (all threads): the purge's own
-# cost is what the purge run used beyond its intake at the other run's CPU per
-# order (us_per_row, in the round's line), which other load on the machine
-# moves less than the rates.
+# cpu_s is the CPU time orderd used in the run (all threads). The purge's own
+# cost, in each round's line, is what the purge run used beyond its intake
+# at the other run's CPU per order: other load on the machine moves it less
+# than the rates.
 # Rounds run "purge" first (its length sets the other's). A purge that has
 # not ended after BENCH_MAX_SECONDS stops the run and is reported as such.
 #
